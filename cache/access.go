@@ -1,0 +1,96 @@
+package cache
+
+import (
+	"encoding/binary"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// accessLog collects last-access times in memory and writes them to the
+// index in batches, so that serving a warm blob costs no index write.
+type accessLog struct {
+	db   *badger.DB
+	log  *slog.Logger
+	mu   sync.Mutex
+	seen map[v1.Hash]int64
+	stop chan struct{}
+	done chan struct{}
+}
+
+const accessFlushEvery = 30 * time.Second
+
+func newAccessLog(db *badger.DB, log *slog.Logger) *accessLog {
+	a := &accessLog{db: db, log: log, seen: map[v1.Hash]int64{}, stop: make(chan struct{}), done: make(chan struct{})}
+	go a.loop()
+	return a
+}
+
+func (a *accessLog) touch(h v1.Hash) {
+	now := time.Now().Unix()
+	a.mu.Lock()
+	a.seen[h] = now
+	a.mu.Unlock()
+}
+
+func (a *accessLog) loop() {
+	defer close(a.done)
+	t := time.NewTicker(accessFlushEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			a.flush()
+		case <-a.stop:
+			a.flush()
+			return
+		}
+	}
+}
+
+func (a *accessLog) flush() {
+	a.mu.Lock()
+	seen := a.seen
+	a.seen = map[v1.Hash]int64{}
+	a.mu.Unlock()
+	if len(seen) == 0 {
+		return
+	}
+	wb := a.db.NewWriteBatch()
+	defer wb.Cancel()
+	for h, at := range seen {
+		v := binary.BigEndian.AppendUint64(nil, uint64(at))
+		if err := wb.Set(accessKey(h), v); err != nil {
+			a.log.Warn("record access times", "err", err)
+			return
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		a.log.Warn("record access times", "err", err)
+	}
+}
+
+// LastAccess returns when the blob or manifest was last served, as recorded.
+func (s *Store) LastAccess(h v1.Hash) (time.Time, bool) {
+	s.access.flush()
+	var at time.Time
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(accessKey(h))
+		if err != nil {
+			return err
+		}
+		return item.Value(func(b []byte) error {
+			at = time.Unix(int64(binary.BigEndian.Uint64(b)), 0)
+			return nil
+		})
+	})
+	return at, err == nil
+}
+
+func (a *accessLog) close() {
+	close(a.stop)
+	<-a.done
+}

@@ -1,0 +1,401 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// Source opens the bytes of a blob for a fill: the body and its size, or -1
+// when the source does not know it. The fill closes the body.
+type Source func(ctx context.Context) (io.ReadCloser, int64, error)
+
+var (
+	// ErrDigestMismatch says the bytes did not hash to the digest asked for.
+	ErrDigestMismatch = errors.New("content does not match its digest")
+	// ErrSizeMismatch says the source sent more or fewer bytes than announced.
+	ErrSizeMismatch = errors.New("content does not match its size")
+	// ErrStalled says the source sent nothing for the stall timeout.
+	ErrStalled = errors.New("source stalled")
+	// errClosing says the store is closing.
+	errClosing = errors.New("store is closing")
+)
+
+// Fill is one blob on its way into the store. Readers follow it while it
+// grows; the last byte is held back until the digest has been verified, so a
+// reader can never see a complete body whose bytes are wrong.
+type Fill struct {
+	digest v1.Hash
+	// Origin is what the starter said about where the bytes come from (for
+	// example the repository); joiners may use it to decide access.
+	Origin string
+	ready  chan struct{} // closed when Size is known or opening failed
+	done   chan struct{} // closed when the fill committed or failed
+
+	mu      sync.Mutex
+	size    int64
+	written int64
+	err     error
+	final   bool
+	wake    chan struct{} // closed and replaced on every change
+	path    string        // the temp file, then the committed blob
+	file    *os.File      // open while the fill or a reader holds a reference
+	refs    int
+}
+
+// Ready is closed once the source has answered: then Size and OpenErr are set.
+func (f *Fill) Ready() <-chan struct{} { return f.ready }
+
+// Done is closed once the fill committed or failed; then Err is final.
+func (f *Fill) Done() <-chan struct{} { return f.done }
+
+// Size is the blob's size, or -1 while unknown.
+func (f *Fill) Size() int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.size
+}
+
+// Err is the fill's error so far: nil while it runs or after it committed.
+func (f *Fill) Err() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
+}
+
+// Written is how many bytes have arrived so far.
+func (f *Fill) Written() int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.written
+}
+
+// visible is how far a reader may read: everything once verified, all but
+// the last byte before.
+func (f *Fill) visibleLocked() int64 {
+	if f.final && f.err == nil {
+		return f.written
+	}
+	return max(f.written-1, 0)
+}
+
+func (f *Fill) notifyLocked() {
+	close(f.wake)
+	f.wake = make(chan struct{})
+}
+
+// NewReader returns a reader of the blob from its first byte. It blocks in
+// Read until bytes are there, ctx ends, or the fill fails. Close it.
+func (f *Fill) NewReader(ctx context.Context) (*FillReader, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.file == nil && f.err == nil {
+		// Every earlier reference is gone: the blob is committed at f.path.
+		file, err := os.Open(f.path)
+		if err != nil {
+			return nil, fmt.Errorf("open blob: %w", err)
+		}
+		f.file = file
+	}
+	f.refs++
+	return &FillReader{f: f, ctx: ctx}, nil
+}
+
+func (f *Fill) release() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.refs--
+	if f.refs == 0 && f.file != nil {
+		f.file.Close()
+		f.file = nil
+	}
+}
+
+// FillReader reads a blob while its fill grows. It is an io.ReadSeeker once
+// the size is known, so http.ServeContent can answer Range requests with it.
+type FillReader struct {
+	f      *Fill
+	ctx    context.Context
+	off    int64
+	closed bool
+	// Failed is the fill or context error that stopped the reader, if any.
+	Failed error
+}
+
+// Read reads bytes as they become visible.
+func (r *FillReader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for {
+		r.f.mu.Lock()
+		avail, err, final, wake, file := r.f.visibleLocked(), r.f.err, r.f.final, r.f.wake, r.f.file
+		r.f.mu.Unlock()
+		if err != nil {
+			r.Failed = err
+			return 0, err
+		}
+		if r.off < avail {
+			n, rerr := file.ReadAt(p[:min(int64(len(p)), avail-r.off)], r.off)
+			r.off += int64(n)
+			if n > 0 {
+				return n, nil
+			}
+			return 0, fmt.Errorf("read fill: %w", rerr)
+		}
+		if final {
+			return 0, io.EOF
+		}
+		select {
+		case <-wake:
+		case <-r.ctx.Done():
+			r.Failed = r.ctx.Err()
+			return 0, r.ctx.Err()
+		}
+	}
+}
+
+// Seek sets the offset; io.SeekEnd needs the size to be known.
+func (r *FillReader) Seek(offset int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekStart:
+	case io.SeekCurrent:
+		offset += r.off
+	case io.SeekEnd:
+		size := r.f.Size()
+		if size < 0 {
+			return 0, errors.New("seek from end: size unknown")
+		}
+		offset += size
+	default:
+		return 0, errors.New("seek: bad whence")
+	}
+	if offset < 0 {
+		return 0, errors.New("seek: negative offset")
+	}
+	r.off = offset
+	return offset, nil
+}
+
+// Close releases the reader; the fill goes on without it.
+func (r *FillReader) Close() error {
+	if !r.closed {
+		r.closed = true
+		r.f.release()
+	}
+	return nil
+}
+
+// fillSet maps digests to the fills in flight.
+type fillSet struct {
+	mu      sync.Mutex
+	m       map[v1.Hash]*Fill
+	closing bool
+	cancel  []context.CancelFunc
+}
+
+func (fs *fillSet) closeAll() {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	fs.closing = true
+	for _, c := range fs.cancel {
+		c()
+	}
+}
+
+// StartFill returns the fill of blob h: the one in flight, a finished one if
+// the blob is committed, or a new one reading from open. size is the size
+// expected (-1 if unknown); origin is recorded on a new fill. started says
+// whether this call started the fill.
+func (s *Store) StartFill(h v1.Hash, size int64, origin string, open Source) (f *Fill, started bool, err error) {
+	s.fills.mu.Lock()
+	defer s.fills.mu.Unlock()
+	if s.fills.closing {
+		return nil, false, errClosing
+	}
+	if f := s.fills.m[h]; f != nil {
+		return f, false, nil
+	}
+	// Re-check under the lock: a fill that just committed is gone from the
+	// map but its file is in place.
+	if fi, err := os.Stat(s.blobPath(h)); err == nil {
+		return committedFill(h, s.blobPath(h), fi.Size()), false, nil
+	}
+	tmp, err := os.CreateTemp(filepath.Join(s.dir, "tmp"), h.Hex+"-*")
+	if err != nil {
+		return nil, false, fmt.Errorf("create temp file: %w", err)
+	}
+	f = newFill(h, origin, tmp.Name())
+	f.file, f.refs = tmp, 1 // the fill's own reference
+	s.fills.m[h] = f
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.FillTimeout)
+	s.fills.cancel = append(s.fills.cancel, cancel)
+	s.wg.Add(1)
+	go s.runFill(ctx, cancel, f, size, open)
+	return f, true, nil
+}
+
+func newFill(h v1.Hash, origin, path string) *Fill {
+	return &Fill{digest: h, Origin: origin, ready: make(chan struct{}), done: make(chan struct{}),
+		size: -1, wake: make(chan struct{}), path: path}
+}
+
+// committedFill is a finished fill of a committed blob; its file is opened
+// by the first reader.
+func committedFill(h v1.Hash, path string, size int64) *Fill {
+	f := newFill(h, "", path)
+	f.size, f.written, f.final = size, size, true
+	close(f.ready)
+	close(f.done)
+	return f
+}
+
+func (s *Store) runFill(ctx context.Context, cancel context.CancelFunc, f *Fill, want int64, open Source) {
+	defer s.wg.Done()
+	defer cancel()
+	tmpName := f.path
+	err := s.fillFrom(ctx, f, want, open)
+	if err == nil {
+		err = s.commit(f, tmpName)
+	}
+	if err != nil {
+		os.Remove(tmpName)
+		s.log.Warn("fill failed", "digest", f.digest.String(), "origin", f.Origin, "err", err)
+	}
+	s.fills.mu.Lock()
+	delete(s.fills.m, f.digest)
+	s.fills.mu.Unlock()
+	f.finish(err)
+	f.release()
+}
+
+// fillFrom opens the source and copies it into the temp file, hashing.
+func (s *Store) fillFrom(ctx context.Context, f *Fill, want int64, open Source) error {
+	body, size, err := open(ctx)
+	if err != nil {
+		f.fail(err)
+		return err
+	}
+	defer body.Close()
+	if want >= 0 && size >= 0 && want != size {
+		err := fmt.Errorf("%w: expected %d bytes, source announced %d", ErrSizeMismatch, want, size)
+		f.fail(err)
+		return err
+	}
+	if size < 0 {
+		size = want
+	}
+	f.mu.Lock()
+	f.size = size
+	f.mu.Unlock()
+	close(f.ready)
+	h, err := v1.Hasher(f.digest.Algorithm)
+	if err != nil {
+		return err
+	}
+	if err := s.copyFill(ctx, f, body, h, size); err != nil {
+		return err
+	}
+	if got := fmt.Sprintf("%x", h.Sum(nil)); got != f.digest.Hex {
+		return fmt.Errorf("%w: got %s:%s", ErrDigestMismatch, f.digest.Algorithm, got)
+	}
+	return nil
+}
+
+// copyFill copies body into the fill's file, waking readers after each
+// chunk, failing on a stall, on more bytes than size, or on fewer at EOF.
+func (s *Store) copyFill(ctx context.Context, f *Fill, body io.Reader, h hash.Hash, size int64) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stall := time.AfterFunc(s.opts.StallTimeout, func() { cancel(ErrStalled) })
+	defer stall.Stop()
+	buf := make([]byte, 256<<10)
+	var n int64
+	for {
+		k, rerr := body.Read(buf)
+		if k > 0 {
+			stall.Reset(s.opts.StallTimeout)
+			if size >= 0 && n+int64(k) > size {
+				return fmt.Errorf("%w: more than %d bytes", ErrSizeMismatch, size)
+			}
+			if _, err := f.file.WriteAt(buf[:k], n); err != nil {
+				return fmt.Errorf("write temp file: %w", err)
+			}
+			h.Write(buf[:k])
+			n += int64(k)
+			f.advance(n)
+		}
+		if errors.Is(rerr, io.EOF) {
+			break
+		}
+		if rerr != nil {
+			if cause := context.Cause(ctx); cause != nil {
+				return fmt.Errorf("read source after %d bytes: %w", n, cause)
+			}
+			return fmt.Errorf("read source after %d bytes: %w", n, rerr)
+		}
+	}
+	if size >= 0 && n != size {
+		return fmt.Errorf("%w: got %d of %d bytes", ErrSizeMismatch, n, size)
+	}
+	return nil
+}
+
+// commit makes the verified temp file durable and moves it into place.
+func (s *Store) commit(f *Fill, tmpName string) error {
+	if err := f.file.Sync(); err != nil {
+		return fmt.Errorf("sync blob: %w", err)
+	}
+	dst := s.blobPath(f.digest)
+	if err := os.MkdirAll(filepath.Dir(dst), 0o750); err != nil {
+		return fmt.Errorf("create blob dir: %w", err)
+	}
+	if err := os.Rename(tmpName, dst); err != nil {
+		return fmt.Errorf("commit blob: %w", err)
+	}
+	f.mu.Lock()
+	f.path = dst
+	f.mu.Unlock()
+	if err := s.putBlobSize(f.digest, f.Written()); err != nil {
+		s.log.Warn("record blob size", "digest", f.digest.String(), "err", err)
+	}
+	s.access.touch(f.digest)
+	return nil
+}
+
+func (f *Fill) advance(n int64) {
+	f.mu.Lock()
+	f.written = n
+	f.notifyLocked()
+	f.mu.Unlock()
+}
+
+// fail records an error before the source answered.
+func (f *Fill) fail(err error) {
+	f.mu.Lock()
+	f.err = err
+	f.mu.Unlock()
+	close(f.ready)
+}
+
+func (f *Fill) finish(err error) {
+	f.mu.Lock()
+	if f.err == nil {
+		f.err = err
+	}
+	f.final = true
+	if f.size < 0 && err == nil {
+		f.size = f.written
+	}
+	f.notifyLocked()
+	f.mu.Unlock()
+	close(f.done)
+}

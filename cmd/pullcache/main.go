@@ -1,0 +1,112 @@
+// Command pullcache is a pull-through caching mirror for container
+// registries. This file is wiring only: subcommands, configuration, and
+// the lifecycle of the server.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+	"strings"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = ""
+
+type command struct {
+	name, summary string
+	run           func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
+
+func commands() []command {
+	return []command{
+		{"serve", "run the mirror (registry API on --listen, data in --data)", runServe},
+		{"version", "print the version", runVersion},
+		{"help", "list the subcommands", nil},
+	}
+}
+
+func main() {
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// usageError is a mistake on the command line: exit status 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		printHelp(stdout)
+		return 0
+	}
+	for _, c := range commands() {
+		if c.name == args[0] && c.run != nil {
+			err := c.run(ctx, args[1:], stdout, stderr)
+			return exitCode(err, stderr)
+		}
+	}
+	fmt.Fprintf(stderr, "pullcache: unknown command %q; run 'pullcache help' for the list\n", args[0])
+	return 2
+}
+
+func exitCode(err error, stderr io.Writer) int {
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	// One line: the message, with newlines of joined errors folded.
+	fmt.Fprintf(stderr, "pullcache: %s\n", strings.ReplaceAll(err.Error(), "\n", "; "))
+	var ue usageError
+	if errors.As(err, &ue) {
+		return 2
+	}
+	return 1
+}
+
+func printHelp(w io.Writer) {
+	fmt.Fprintln(w, "pullcache: a pull-through caching mirror for container registries")
+	fmt.Fprintln(w, "\nUsage: pullcache <command> [flags]\n\nCommands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "\nRun 'pullcache <command> -h' for a command's flags.")
+}
+
+func runVersion(_ context.Context, _ []string, stdout, _ io.Writer) error {
+	fmt.Fprintf(stdout, "pullcache %s\n", versionString())
+	return nil
+}
+
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
+}
+
+// newFlagSet returns a flag set whose parse errors are usage errors.
+func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("pullcache "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+	}
+	return nil
+}

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/pullcache/pullcache/cache"
+	"github.com/pullcache/pullcache/config"
+	"github.com/pullcache/pullcache/proxy"
+	"github.com/pullcache/pullcache/upstream"
+)
+
+// shutdownGrace bounds how long in-flight responses may take after a
+// signal before the server closes them.
+const shutdownGrace = 30 * time.Second
+
+func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
+	cfg, err := loadConfig("serve", args, stderr)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.Log, stderr)
+	cfg.Data, err = config.PrepareData(cfg.Data)
+	if err != nil {
+		return err
+	}
+	store, err := openStore(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv, err := newProxy(cfg, store, log, reg)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("/", srv)
+	log.Info("listening", "addr", ln.Addr().String(), "data", cfg.Data, "registries", strings.Join(cfg.RegistryNames(), ","))
+	return serveUntilSignal(ctx, ln, mux, log)
+}
+
+func loadConfig(name string, args []string, stderr io.Writer) (config.Config, error) {
+	fs := newFlagSet(name, stderr)
+	flags := config.RegisterFlags(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return config.Config{}, err
+	}
+	cfg, err := flags.Load(os.Getenv)
+	if err != nil {
+		return cfg, usageError{err.Error()}
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, usageError{"invalid configuration: " + err.Error()}
+	}
+	return cfg, nil
+}
+
+func newLogger(l config.Log, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(l.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if l.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func openStore(cfg config.Config, log *slog.Logger) (*cache.Store, error) {
+	store, err := cache.Open(cache.Options{
+		Dir:          cfg.Data,
+		Logger:       log,
+		FillTimeout:  time.Duration(cfg.FillTimeout),
+		StallTimeout: time.Duration(cfg.StallTimeout),
+	})
+	if err != nil && strings.Contains(err.Error(), "directory lock") {
+		return nil, fmt.Errorf("data directory %s is in use by another pullcache process", cfg.Data)
+	}
+	return store, err
+}
+
+func newProxy(cfg config.Config, store *cache.Store, log *slog.Logger, reg prometheus.Registerer) (*proxy.Server, error) {
+	ups := map[string]proxy.Upstream{}
+	for _, name := range cfg.RegistryNames() {
+		up, err := upstream.New(upstream.Options{Name: name, Endpoint: cfg.EndpointsOf(name)[0], Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		ups[name] = up
+	}
+	return proxy.New(proxy.Options{
+		Store:               store,
+		Registries:          ups,
+		DefaultRegistry:     cfg.DefaultRegistry,
+		TagTTL:              time.Duration(cfg.TagTTL),
+		Prefetch:            cfg.PrefetchEnabled(),
+		PrefetchConcurrency: cfg.PrefetchConcurrency,
+		Logger:              log,
+		Metrics:             reg,
+	})
+}
+
+// serveUntilSignal serves until SIGINT or SIGTERM, then stops accepting and
+// gives in-flight responses shutdownGrace to finish.
+func serveUntilSignal(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	hs := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		log.Info("shutting down")
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
+		defer cancel()
+		if err := hs.Shutdown(sctx); err != nil {
+			hs.Close()
+		}
+		return nil
+	})
+	return g.Wait()
+}

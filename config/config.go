@@ -1,0 +1,223 @@
+// Package config holds pullcache's settings: one struct, filled from defaults,
+// then a YAML file, then PULLCACHE_* environment variables, then flags, and
+// validated once. Only cmd/pullcache reads it; the other packages receive
+// plain values.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Config is the whole of pullcache's configuration.
+type Config struct {
+	// Listen is the address the registry API listens on. Default ":5000".
+	Listen string `yaml:"listen"`
+	// Data is the directory holding blobs and the index. Default "./pullcache-data".
+	Data string `yaml:"data"`
+	// TagTTL is how long a tag resolution is trusted before it is revalidated
+	// upstream with one HEAD. Default 5m.
+	TagTTL Duration `yaml:"tag_ttl"`
+	// DefaultRegistry serves requests that name no registry. Default "docker.io".
+	DefaultRegistry string `yaml:"default_registry"`
+	// Registries maps a registry name (docker.io, ghcr.io, host:port) to its
+	// settings. Default: docker.io only.
+	Registries map[string]Registry `yaml:"registries"`
+	// Prefetch makes a manifest fetched from upstream start fetching the blobs
+	// it references. Default true.
+	Prefetch *bool `yaml:"prefetch"`
+	// PrefetchConcurrency bounds the blobs prefetched at once. Default 4.
+	PrefetchConcurrency int `yaml:"prefetch_concurrency"`
+	// FillTimeout bounds one upstream blob fetch. Default 30m.
+	FillTimeout Duration `yaml:"fill_timeout"`
+	// StallTimeout aborts an upstream fetch that sends no byte for this long. Default 60s.
+	StallTimeout Duration `yaml:"stall_timeout"`
+	// Log configures the log output.
+	Log Log `yaml:"log"`
+}
+
+// Registry is one upstream registry.
+type Registry struct {
+	// Endpoints are the base URLs tried in order. Default: https://registry-1.docker.io
+	// for docker.io, https://NAME for any other name.
+	Endpoints []string `yaml:"endpoints"`
+}
+
+// Log configures logging.
+type Log struct {
+	// Level is debug, info, warn or error. Default info.
+	Level string `yaml:"level"`
+	// Format is text or json. Default text.
+	Format string `yaml:"format"`
+}
+
+// Duration is a time.Duration written as "5m" in YAML.
+type Duration time.Duration
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("invalid duration %q (use e.g. 30s, 5m, 1h)", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText writes the duration as a Go duration string.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// DockerHub is the registry name Docker Hub is known by.
+const DockerHub = "docker.io"
+
+// Default returns the configuration used when nothing is set.
+func Default() Config {
+	on := true
+	return Config{
+		Listen:              ":5000",
+		Data:                "./pullcache-data",
+		TagTTL:              Duration(5 * time.Minute),
+		DefaultRegistry:     DockerHub,
+		Registries:          map[string]Registry{DockerHub: {}},
+		Prefetch:            &on,
+		PrefetchConcurrency: 4,
+		FillTimeout:         Duration(30 * time.Minute),
+		StallTimeout:        Duration(60 * time.Second),
+		Log:                 Log{Level: "info", Format: "text"},
+	}
+}
+
+// DefaultEndpoint is the endpoint used for a registry configured without one.
+func DefaultEndpoint(registry string) string {
+	if registry == DockerHub {
+		return "https://registry-1.docker.io"
+	}
+	return "https://" + registry
+}
+
+// EndpointsOf returns the registry's endpoints, or its default one.
+func (c Config) EndpointsOf(registry string) []string {
+	if eps := c.Registries[registry].Endpoints; len(eps) > 0 {
+		return eps
+	}
+	return []string{DefaultEndpoint(registry)}
+}
+
+// RegistryNames returns the configured registry names, sorted.
+func (c Config) RegistryNames() []string {
+	names := make([]string, 0, len(c.Registries))
+	for n := range c.Registries {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// PrefetchEnabled reports whether prefetch is on.
+func (c Config) PrefetchEnabled() bool { return c.Prefetch == nil || *c.Prefetch }
+
+// SetUpstream applies one "NAME=URL" upstream setting: the registry NAME is
+// served from URL (replacing its endpoints).
+func (c *Config) SetUpstream(spec string) error {
+	name, raw, ok := strings.Cut(spec, "=")
+	if !ok || name == "" || raw == "" {
+		return fmt.Errorf("upstream %q: want REGISTRY=URL, e.g. docker.io=https://registry-1.docker.io", spec)
+	}
+	if err := validEndpoint(raw); err != nil {
+		return fmt.Errorf("upstream %q: %w", spec, err)
+	}
+	if c.Registries == nil {
+		c.Registries = map[string]Registry{}
+	}
+	c.Registries[name] = Registry{Endpoints: []string{raw}}
+	return nil
+}
+
+// Validate checks the whole configuration and returns every problem found,
+// each naming the setting.
+func (c Config) Validate() error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("listen %q: want HOST:PORT or :PORT", c.Listen))
+	}
+	if c.Data == "" {
+		errs = append(errs, errors.New("data: must name a directory"))
+	}
+	if c.TagTTL < 0 {
+		errs = append(errs, errors.New("tag_ttl: must not be negative"))
+	}
+	if c.PrefetchConcurrency < 1 {
+		errs = append(errs, errors.New("prefetch_concurrency: must be at least 1"))
+	}
+	if c.FillTimeout <= 0 || c.StallTimeout <= 0 {
+		errs = append(errs, errors.New("fill_timeout and stall_timeout: must be positive"))
+	}
+	if _, ok := c.Registries[c.DefaultRegistry]; !ok {
+		errs = append(errs, fmt.Errorf("default_registry %q: not among the configured registries %v", c.DefaultRegistry, c.RegistryNames()))
+	}
+	for _, name := range c.RegistryNames() {
+		errs = append(errs, validRegistry(name, c.Registries[name]))
+	}
+	errs = append(errs, validLog(c.Log))
+	return errors.Join(errs...)
+}
+
+func validRegistry(name string, r Registry) error {
+	if name == "" || strings.ContainsAny(name, "/ ") || strings.ToLower(name) != name {
+		return fmt.Errorf("registries: %q is not a registry name (lower-case host or host:port)", name)
+	}
+	for _, ep := range r.Endpoints {
+		if err := validEndpoint(ep); err != nil {
+			return fmt.Errorf("registries.%s.endpoints: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func validEndpoint(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("endpoint %q: want an http:// or https:// URL with a host", raw)
+	}
+	if u.Path != "" && u.Path != "/" {
+		return fmt.Errorf("endpoint %q: a path is not supported, give the registry's root URL", raw)
+	}
+	return nil
+}
+
+func validLog(l Log) error {
+	switch l.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log.level %q: want debug, info, warn or error", l.Level)
+	}
+	if l.Format != "text" && l.Format != "json" {
+		return fmt.Errorf("log.format %q: want text or json", l.Format)
+	}
+	return nil
+}
+
+// PrepareData creates the data directory if needed and checks it is writable.
+func PrepareData(dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", fmt.Errorf("data %q: %w", dir, err)
+	}
+	if err := os.MkdirAll(abs, 0o750); err != nil {
+		return "", fmt.Errorf("data directory %s cannot be created: %w", abs, errors.Unwrap(err))
+	}
+	probe, err := os.CreateTemp(abs, ".probe-*")
+	if err != nil {
+		return "", fmt.Errorf("data directory %s is not writable: %w", abs, errors.Unwrap(err))
+	}
+	probe.Close()
+	os.Remove(probe.Name())
+	return abs, nil
+}

@@ -1,0 +1,149 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// setting is one value that can come from an environment variable or a flag.
+// Both sources go through the same apply function, so they cannot disagree.
+type setting struct {
+	flag, env, usage string
+	apply            func(*Config, string) error
+}
+
+var settings = []setting{
+	{"listen", "PULLCACHE_LISTEN", "address to listen on (default :5000)", func(c *Config, v string) error { c.Listen = v; return nil }},
+	{"data", "PULLCACHE_DATA", "data directory (default ./pullcache-data)", func(c *Config, v string) error { c.Data = v; return nil }},
+	{"tag-ttl", "PULLCACHE_TAG_TTL", "how long a tag is trusted before one upstream HEAD revalidates it (default 5m)", func(c *Config, v string) error {
+		return c.TagTTL.UnmarshalText([]byte(v))
+	}},
+	{"default-registry", "PULLCACHE_DEFAULT_REGISTRY", "registry for requests that name none (default docker.io)", func(c *Config, v string) error { c.DefaultRegistry = v; return nil }},
+	{"prefetch", "PULLCACHE_PREFETCH", "prefetch the blobs of fetched manifests (default true)", func(c *Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("want true or false, got %q", v)
+		}
+		c.Prefetch = &b
+		return nil
+	}},
+	{"log-level", "PULLCACHE_LOG_LEVEL", "debug, info, warn or error (default info)", func(c *Config, v string) error { c.Log.Level = v; return nil }},
+	{"log-format", "PULLCACHE_LOG_FORMAT", "text or json (default text)", func(c *Config, v string) error { c.Log.Format = v; return nil }},
+}
+
+// upstreamEnv holds comma-separated REGISTRY=URL pairs.
+const upstreamEnv = "PULLCACHE_UPSTREAM"
+
+// Flags are the command-line values of a subcommand that takes configuration.
+type Flags struct {
+	fs        *flag.FlagSet
+	file      string
+	upstreams []string
+	values    map[string]*string
+}
+
+// RegisterFlags defines the configuration flags on fs.
+func RegisterFlags(fs *flag.FlagSet) *Flags {
+	f := &Flags{fs: fs, values: map[string]*string{}}
+	fs.StringVar(&f.file, "config", "", "YAML configuration file (env PULLCACHE_CONFIG)")
+	fs.Func("upstream", "REGISTRY=URL: serve REGISTRY from URL; repeatable (env "+upstreamEnv+", comma-separated)", func(v string) error {
+		f.upstreams = append(f.upstreams, v)
+		return nil
+	})
+	for _, s := range settings {
+		f.values[s.flag] = fs.String(s.flag, "", s.usage+" (env "+s.env+")")
+	}
+	return f
+}
+
+// Load builds the configuration: defaults, then the file, then the
+// environment, then the flags that were set. It does not validate.
+func (f *Flags) Load(getenv func(string) string) (Config, error) {
+	cfg := Default()
+	file := f.file
+	if file == "" {
+		file = getenv("PULLCACHE_CONFIG")
+	}
+	if file != "" {
+		if err := loadFile(&cfg, file); err != nil {
+			return cfg, err
+		}
+	}
+	if err := applyEnv(&cfg, getenv); err != nil {
+		return cfg, err
+	}
+	return cfg, f.applyFlags(&cfg)
+}
+
+func loadFile(cfg *Config, path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	return parseYAML(cfg, b, path)
+}
+
+// parseYAML decodes a config file over cfg; an unknown key is an error that
+// names it.
+func parseYAML(cfg *Config, b []byte, path string) error {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		msg := strings.ReplaceAll(err.Error(), "yaml: unmarshal errors:\n  ", "")
+		msg = unknownKeyRE.ReplaceAllString(msg, `line $1: unknown key "$2"`)
+		return fmt.Errorf("config file %s: %s", path, msg)
+	}
+	return nil
+}
+
+// unknownKeyRE rewrites yaml.v3's message for an unknown key.
+var unknownKeyRE = regexp.MustCompile(`line (\d+): field (\S+) not found in type \S+`)
+
+func applyEnv(cfg *Config, getenv func(string) string) error {
+	for _, s := range settings {
+		if v := getenv(s.env); v != "" {
+			if err := s.apply(cfg, v); err != nil {
+				return fmt.Errorf("%s: %w", s.env, err)
+			}
+		}
+	}
+	if v := getenv(upstreamEnv); v != "" {
+		for _, spec := range strings.Split(v, ",") {
+			if err := cfg.SetUpstream(strings.TrimSpace(spec)); err != nil {
+				return fmt.Errorf("%s: %w", upstreamEnv, err)
+			}
+		}
+	}
+	return nil
+}
+
+func (f *Flags) applyFlags(cfg *Config) error {
+	var err error
+	f.fs.Visit(func(fl *flag.Flag) {
+		for _, s := range settings {
+			if s.flag == fl.Name && err == nil {
+				if e := s.apply(cfg, *f.values[s.flag]); e != nil {
+					err = fmt.Errorf("--%s: %w", s.flag, e)
+				}
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	for _, spec := range f.upstreams {
+		if err := cfg.SetUpstream(spec); err != nil {
+			return fmt.Errorf("--upstream: %w", err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,159 @@
+package proxy
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/pullcache/pullcache/cache"
+)
+
+func (s *Server) serveBlob(w *recorder, r *http.Request, up Upstream, req Request) error {
+	repo := cache.Repo{Registry: req.Registry, Name: req.Repo}
+	d := req.Digest
+	setBlobHeaders(w.Header(), d)
+	if file, _, err := s.store.OpenBlob(d); err == nil {
+		defer file.Close()
+		if err := s.authorizeBlob(r.Context(), up, repo, d); err != nil {
+			return err
+		}
+		w.setSource(fromCache)
+		s.metrics.cache.WithLabelValues("blob", string(fromCache)).Inc()
+		http.ServeContent(w, r, "", time.Time{}, file)
+		return nil
+	}
+	if r.Method == http.MethodHead {
+		return s.headColdBlob(w, r, up, repo, d)
+	}
+	f, err := s.joinFill(r.Context(), up, repo, d)
+	if err != nil {
+		return err
+	}
+	w.setSource(fromUpstream)
+	s.metrics.cache.WithLabelValues("blob", string(fromUpstream)).Inc()
+	return streamFill(w, r, f)
+}
+
+func setBlobHeaders(h http.Header, d v1.Hash) {
+	h.Set("Docker-Content-Digest", d.String())
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Accept-Ranges", "bytes")
+	// Content never changes under a digest: let clients and proxies keep it.
+	h.Set("Etag", `"`+d.String()+`"`)
+	h.Set("Cache-Control", "max-age=31536000, immutable")
+}
+
+// authorizeBlob checks that repo may serve d: linked to it, or confirmed by
+// the upstream. Knowing a digest is not enough to read it (MISSION.md).
+func (s *Server) authorizeBlob(ctx context.Context, up Upstream, repo cache.Repo, d v1.Hash) error {
+	if s.store.Linked(repo, d) {
+		return nil
+	}
+	_, err := s.flight(ctx, "confirm-blob "+repo.String()+"@"+d.String(), func(ctx context.Context) (any, error) {
+		if _, err := up.HeadBlob(ctx, repo.Name, d); err != nil {
+			return nil, err
+		}
+		return nil, s.store.Link(repo, d)
+	})
+	return err
+}
+
+// headColdBlob answers HEAD for a blob that is not cached from the
+// upstream's HEAD, without fetching the bytes.
+func (s *Server) headColdBlob(w *recorder, r *http.Request, up Upstream, repo cache.Repo, d v1.Hash) error {
+	size, err := up.HeadBlob(r.Context(), repo.Name, d)
+	if err != nil {
+		return err
+	}
+	w.setSource(fromUpstream)
+	if size >= 0 {
+		w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+	}
+	return nil
+}
+
+// joinFill returns the fill of d that repo may read, starting one if none
+// runs. A fill started for another repository is joined only once repo is
+// known to have the blob; if that fill failed to open, repo tries its own.
+func (s *Server) joinFill(ctx context.Context, up Upstream, repo cache.Repo, d v1.Hash) (*cache.Fill, error) {
+	for attempt := 0; ; attempt++ {
+		f, started, err := s.store.StartFill(d, s.knownSize(d), repo.String(), s.blobSource(up, repo, d))
+		if err != nil {
+			return nil, err
+		}
+		if started {
+			s.metrics.fills.Inc()
+		}
+		if !started && f.Origin != repo.String() {
+			if err := s.authorizeBlob(ctx, up, repo, d); err != nil {
+				return nil, err
+			}
+		}
+		select {
+		case <-f.Ready():
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		err = f.Err()
+		if err == nil {
+			if started {
+				if lerr := s.store.Link(repo, d); lerr != nil {
+					s.log.Warn("link blob", "repo", repo.String(), "digest", d.String(), "err", lerr)
+				}
+			}
+			return f, nil
+		}
+		if started || f.Origin == repo.String() || attempt > 0 {
+			return nil, err
+		}
+	}
+}
+
+func (s *Server) knownSize(d v1.Hash) int64 {
+	if n, err := s.store.BlobSize(d); err == nil {
+		return n
+	}
+	return -1
+}
+
+func (s *Server) blobSource(up Upstream, repo cache.Repo, d v1.Hash) cache.Source {
+	return func(ctx context.Context) (io.ReadCloser, int64, error) {
+		return up.GetBlob(ctx, repo.Name, d)
+	}
+}
+
+// streamFill sends a blob while its fill grows. With a known size,
+// http.ServeContent handles Range (waiting for bytes not there yet). If the
+// fill fails after headers went out, the connection is aborted so the
+// client sees a broken transfer, never a complete-looking short one.
+func streamFill(w http.ResponseWriter, r *http.Request, f *cache.Fill) error {
+	if f.Size() < 0 && r.Header.Get("Range") != "" {
+		// A range of a blob of unknown size: wait for the fill to finish.
+		select {
+		case <-f.Done():
+		case <-r.Context().Done():
+			return r.Context().Err()
+		}
+		if err := f.Err(); err != nil {
+			return err
+		}
+	}
+	rd, err := f.NewReader(r.Context())
+	if err != nil {
+		return err
+	}
+	defer rd.Close()
+	if f.Size() >= 0 {
+		http.ServeContent(w, r, "", time.Time{}, rd)
+	} else if r.Method != http.MethodHead {
+		_, err = io.Copy(w, rd)
+	}
+	if rd.Failed != nil || err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	return nil
+}

@@ -1,0 +1,238 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/pullcache/pullcache/cache"
+	"github.com/pullcache/pullcache/upstream"
+)
+
+// source says where an answer came from, for the X-Pullcache header, the
+// log and the metrics.
+type source string
+
+const (
+	fromCache    source = "hit"
+	fromUpstream source = "miss"
+	// fromStale: the tag's TTL ran out and the upstream could not confirm
+	// it, so the last known manifest is served.
+	fromStale source = "stale"
+)
+
+func (s *Server) serveManifest(w *recorder, r *http.Request, up Upstream, req Request) error {
+	repo := cache.Repo{Registry: req.Registry, Name: req.Repo}
+	var (
+		m   *cache.Manifest
+		src source
+		err error
+	)
+	if req.ByDigest() {
+		m, src, err = s.manifestByDigest(r.Context(), up, repo, req.Digest)
+	} else {
+		m, src, err = s.manifestByTag(r.Context(), up, repo, req.Tag)
+	}
+	if err != nil {
+		return err
+	}
+	m, err = s.negotiate(r.Context(), up, repo, m, accepts(r))
+	if err != nil {
+		return err
+	}
+	w.setSource(src)
+	s.metrics.cache.WithLabelValues("manifest", string(src)).Inc()
+	h := w.Header()
+	h.Set("Content-Type", m.MediaType)
+	h.Set("Docker-Content-Digest", m.Digest.String())
+	h.Set("Content-Length", strconv.Itoa(len(m.Bytes)))
+	h.Set("Etag", `"`+m.Digest.String()+`"`)
+	if src == fromStale {
+		h.Set("Warning", `110 pullcache "Response is stale: the upstream registry could not confirm this tag"`)
+	}
+	if r.Method == http.MethodHead {
+		return nil
+	}
+	_, err = w.Write(m.Bytes)
+	return err
+}
+
+// manifestByDigest answers from the cache: content by digest never changes.
+// The repository must be linked to it; if it is not (another repository
+// cached it), the upstream must confirm this repository has it.
+func (s *Server) manifestByDigest(ctx context.Context, up Upstream, repo cache.Repo, d v1.Hash) (*cache.Manifest, source, error) {
+	m, err := s.store.Manifest(d)
+	if err == nil {
+		if s.store.Linked(repo, d) {
+			return m, fromCache, nil
+		}
+		if err := s.confirmManifest(ctx, up, repo, d); err != nil {
+			return nil, "", err
+		}
+		return m, fromCache, nil
+	}
+	if !errors.Is(err, cache.ErrNotFound) {
+		return nil, "", err
+	}
+	m, err = s.fetchManifest(ctx, up, repo, d.String(), "")
+	return m, fromUpstream, err
+}
+
+func (s *Server) confirmManifest(ctx context.Context, up Upstream, repo cache.Repo, d v1.Hash) error {
+	_, err := s.flight(ctx, "confirm-manifest "+repo.String()+"@"+d.String(), func(ctx context.Context) (any, error) {
+		if _, err := up.HeadManifest(ctx, repo.Name, d.String(), cache.ManifestTypes); err != nil {
+			return nil, err
+		}
+		return nil, s.store.Link(repo, d)
+	})
+	return err
+}
+
+// manifestByTag serves a tag from the cache within the TTL; after it, one
+// HEAD upstream decides: same digest, refresh; new digest, fetch it; gone,
+// 404; upstream unreachable, rate-limiting or broken, serve the stale one.
+func (s *Server) manifestByTag(ctx context.Context, up Upstream, repo cache.Repo, tag string) (*cache.Manifest, source, error) {
+	t, err := s.store.Tag(repo, tag)
+	if errors.Is(err, cache.ErrNotFound) {
+		m, err := s.fetchManifest(ctx, up, repo, tag, tag)
+		return m, fromUpstream, err
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	cached, err := s.store.Manifest(t.Digest)
+	if errors.Is(err, cache.ErrNotFound) {
+		m, err := s.fetchManifest(ctx, up, repo, tag, tag)
+		return m, fromUpstream, err
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	if s.opts.Now().Sub(t.Confirmed) < s.opts.TagTTL {
+		return cached, fromCache, nil
+	}
+	return s.revalidate(ctx, up, repo, tag, cached)
+}
+
+func (s *Server) revalidate(ctx context.Context, up Upstream, repo cache.Repo, tag string, cached *cache.Manifest) (*cache.Manifest, source, error) {
+	v, err := s.flight(ctx, "revalidate "+repo.String()+":"+tag, func(ctx context.Context) (any, error) {
+		d, err := up.HeadManifest(ctx, repo.Name, tag, cache.ManifestTypes)
+		if err != nil {
+			return nil, err
+		}
+		if d.Digest == cached.Digest {
+			return cached, s.store.ConfirmTag(repo, tag, d.Digest, s.opts.Now())
+		}
+		// The tag moved. Fetch the new manifest by digest (so the tag
+		// cannot move again between HEAD and GET), unless it is cached.
+		if m, err := s.store.Manifest(d.Digest); err == nil && s.store.Linked(repo, d.Digest) {
+			return m, s.store.ConfirmTag(repo, tag, d.Digest, s.opts.Now())
+		}
+		return s.fetchManifestNow(ctx, up, repo, d.Digest.String(), tag)
+	})
+	if err == nil {
+		if m := v.(*cache.Manifest); m.Digest == cached.Digest {
+			return m, fromCache, nil
+		}
+		return v.(*cache.Manifest), fromUpstream, nil
+	}
+	switch upstream.KindOf(err) {
+	case upstream.NotFound:
+		if derr := s.store.DeleteTag(repo, tag); derr != nil {
+			s.log.Warn("forget deleted tag", "repo", repo.String(), "tag", tag, "err", derr)
+		}
+		return nil, "", err
+	case upstream.Unavailable, upstream.TooManyRequests, upstream.Invalid:
+		s.log.Warn("serving stale tag", "repo", repo.String(), "tag", tag, "digest", cached.Digest.String(), "err", err)
+		return cached, fromStale, nil
+	}
+	return nil, "", err
+}
+
+// fetchManifest fetches ref once however many ask at the same time, stores
+// it (under tag, if given) and starts prefetching what it references.
+func (s *Server) fetchManifest(ctx context.Context, up Upstream, repo cache.Repo, ref, tag string) (*cache.Manifest, error) {
+	v, err := s.flight(ctx, "manifest "+repo.String()+":"+ref, func(ctx context.Context) (any, error) {
+		return s.fetchManifestNow(ctx, up, repo, ref, tag)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*cache.Manifest), nil
+}
+
+func (s *Server) fetchManifestNow(ctx context.Context, up Upstream, repo cache.Repo, ref, tag string) (*cache.Manifest, error) {
+	um, err := up.GetManifest(ctx, repo.Name, ref, cache.ManifestTypes)
+	if err != nil {
+		return nil, err
+	}
+	m, err := cache.ParseManifest(um.Bytes, um.MediaType, um.Digest)
+	if err != nil {
+		return nil, newError(http.StatusBadGateway, CodeUnavailable, "the upstream registry sent a manifest pullcache cannot read").withCause(err)
+	}
+	if err := s.store.PutManifest(repo, m, tag, s.opts.Now()); err != nil {
+		return nil, err
+	}
+	s.prefetch(repo, up, m)
+	return m, nil
+}
+
+// flight runs fn once per key among concurrent callers. fn runs on a
+// context that outlives any one caller (bounded by UpstreamTimeout), so a
+// client hanging up does not fail the others; each caller still stops
+// waiting when its own context ends.
+func (s *Server) flight(ctx context.Context, key string, fn func(context.Context) (any, error)) (any, error) {
+	ch := s.flights.DoChan(key, func() (any, error) {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.UpstreamTimeout)
+		defer cancel()
+		return fn(fctx)
+	})
+	select {
+	case res := <-ch:
+		return res.Val, res.Err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for %s: %w", key, ctx.Err())
+	}
+}
+
+// negotiate makes sure the client gets a media type it accepts. An index
+// asked for by a client that accepts only image manifests gets the
+// linux/amd64 image, as Docker Hub answers such clients; any other mismatch
+// is MANIFEST_UNKNOWN, as in the reference registry.
+func (s *Server) negotiate(ctx context.Context, up Upstream, repo cache.Repo, m *cache.Manifest, accept []string) (*cache.Manifest, error) {
+	if acceptable(accept, m.MediaType) {
+		return m, nil
+	}
+	if m.IsIndex() {
+		if child, ok := defaultPlatform(m); ok {
+			cm, _, err := s.manifestByDigest(ctx, up, repo, child)
+			if err != nil {
+				return nil, err
+			}
+			if acceptable(accept, cm.MediaType) {
+				return cm, nil
+			}
+		}
+	}
+	return nil, newError(http.StatusNotFound, CodeManifestUnknown,
+		"the manifest is of type "+m.MediaType+", which the request's Accept header does not include")
+}
+
+// acceptable: no Accept header, */* or the exact type.
+func acceptable(accept []string, mediaType string) bool {
+	return len(accept) == 0 || slices.Contains(accept, "*/*") || slices.Contains(accept, mediaType)
+}
+
+func defaultPlatform(index *cache.Manifest) (v1.Hash, bool) {
+	for _, d := range index.Refs {
+		if d.Platform != nil && d.Platform.OS == "linux" && d.Platform.Architecture == "amd64" {
+			return d.Digest, true
+		}
+	}
+	return v1.Hash{}, false
+}

@@ -1,0 +1,455 @@
+package proxy
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+func TestBase(t *testing.T) {
+	e := newEnv(t, newFakeUpstream(t))
+	r := e.get("/v2/")
+	if r.status != http.StatusOK {
+		t.Fatalf("status %d", r.status)
+	}
+	if got := r.header.Get("Docker-Distribution-API-Version"); got != "registry/2.0" {
+		t.Errorf("Docker-Distribution-API-Version = %q", got)
+	}
+}
+
+func TestManifestByTagColdThenWarm(t *testing.T) {
+	up := newFakeUpstream(t)
+	img := randomImage(t, 512, 2)
+	d := up.push("library/app:v1", img)
+	e := newEnv(t, up, withPrefetch(false))
+
+	for i, wantSource := range []string{"miss", "hit"} {
+		r := e.get("/v2/library/app/manifests/v1", "Accept", acceptAll)
+		if r.status != http.StatusOK {
+			t.Fatalf("pull %d: status %d: %s", i, r.status, r.body)
+		}
+		if !bytes.Equal(r.body, rawManifest(t, img)) {
+			t.Errorf("pull %d: body differs from the upstream's bytes", i)
+		}
+		if got := r.header.Get("Docker-Content-Digest"); got != d.String() {
+			t.Errorf("pull %d: Docker-Content-Digest = %q, want %s", i, got, d)
+		}
+		if got := r.header.Get("Content-Type"); got != "application/vnd.docker.distribution.manifest.v2+json" {
+			t.Errorf("pull %d: Content-Type = %q", i, got)
+		}
+		if got := r.header.Get("X-Pullcache"); got != wantSource {
+			t.Errorf("pull %d: X-Pullcache = %q, want %q", i, got, wantSource)
+		}
+	}
+	if n := up.calls("GET manifests"); n != 1 {
+		t.Errorf("upstream manifest GETs = %d, want 1", n)
+	}
+}
+
+func TestOneComponentNameMeansLibrary(t *testing.T) {
+	up := newFakeUpstream(t)
+	d := up.push("library/alpine:3", randomImage(t, 256, 1))
+	e := newEnv(t, up, withPrefetch(false))
+	r := e.get("/v2/alpine/manifests/3", "Accept", acceptAll)
+	if got := r.header.Get("Docker-Content-Digest"); got != d.String() {
+		t.Fatalf("status %d, digest %q, want %s", r.status, got, d)
+	}
+}
+
+func TestManifestHeadAndByDigest(t *testing.T) {
+	up := newFakeUpstream(t)
+	img := ociImage(t)
+	d := up.push("library/oci:v1", img)
+	e := newEnv(t, up, withPrefetch(false))
+
+	head := e.do(http.MethodHead, "/v2/library/oci/manifests/v1?ns=docker.io", "Accept", acceptAll)
+	if head.status != http.StatusOK || len(head.body) != 0 {
+		t.Fatalf("HEAD: status %d, %d body bytes", head.status, len(head.body))
+	}
+	if got := head.header.Get("Docker-Content-Digest"); got != d.String() {
+		t.Errorf("HEAD digest = %q, want %s", got, d)
+	}
+	if got := head.header.Get("Content-Length"); got != fmt.Sprint(len(rawManifest(t, img))) {
+		t.Errorf("HEAD Content-Length = %q", got)
+	}
+	if got := head.header.Get("OCI-Namespace"); got != "docker.io" {
+		t.Errorf("OCI-Namespace = %q, want docker.io", got)
+	}
+	r := e.get("/v2/library/oci/manifests/"+d.String(), "Accept", acceptAll)
+	if !bytes.Equal(r.body, rawManifest(t, img)) {
+		t.Fatalf("by digest: status %d, body differs", r.status)
+	}
+	if got := r.header.Get("Content-Type"); got != "application/vnd.oci.image.manifest.v1+json" {
+		t.Errorf("Content-Type = %q", got)
+	}
+	if n := up.calls("GET manifests"); n != 1 {
+		t.Errorf("upstream manifest GETs = %d, want 1 (the by-digest GET is cached by the tag fetch)", n)
+	}
+}
+
+func TestAcceptNegotiation(t *testing.T) {
+	up := newFakeUpstream(t)
+	idx, imgs := twoPlatformIndex(t)
+	up.pushIndex("library/multi:v1", idx)
+	up.push("library/s2:v1", randomImage(t, 256, 1))
+	e := newEnv(t, up, withPrefetch(false))
+	amd64, _ := imgs["amd64"].Digest()
+
+	tests := []struct {
+		name, path, accept string
+		status             int
+		digest             string
+	}{
+		{"schema2 to an OCI-only client", "/v2/library/s2/manifests/v1", "application/vnd.oci.image.manifest.v1+json", 404, ""},
+		{"index to a client of image manifests gets linux/amd64", "/v2/library/multi/manifests/v1", "application/vnd.docker.distribution.manifest.v2+json", 200, amd64.String()},
+		{"index to an index client", "/v2/library/multi/manifests/v1", acceptAll, 200, mustDigest(t, idx)},
+		{"no Accept header takes anything", "/v2/library/multi/manifests/v1", "", 200, mustDigest(t, idx)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var hdr []string
+			if tc.accept != "" {
+				hdr = []string{"Accept", tc.accept}
+			}
+			r := e.get(tc.path, hdr...)
+			if r.status != tc.status {
+				t.Fatalf("status %d, want %d: %s", r.status, tc.status, r.body)
+			}
+			if tc.status == 404 {
+				if c := errorCode(t, r); c != CodeManifestUnknown {
+					t.Errorf("code %s", c)
+				}
+				return
+			}
+			if got := r.header.Get("Docker-Content-Digest"); got != tc.digest {
+				t.Errorf("digest %s, want %s", got, tc.digest)
+			}
+		})
+	}
+}
+
+func mustDigest(t *testing.T, x interface{ Digest() (v1.Hash, error) }) string {
+	t.Helper()
+	d, err := x.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.String()
+}
+
+func TestBlobColdWarmAndRange(t *testing.T) {
+	up := newFakeUpstream(t)
+	img := randomImage(t, 64<<10, 1)
+	up.push("library/app:v1", img)
+	d, want := layerBytes(t, img, 0)
+	e := newEnv(t, up, withPrefetch(false))
+	path := "/v2/library/app/blobs/" + d.String()
+
+	for i, src := range []string{"miss", "hit"} {
+		r := e.get(path)
+		if r.status != http.StatusOK || !bytes.Equal(r.body, want) {
+			t.Fatalf("GET %d: status %d, %d bytes, want %d", i, r.status, len(r.body), len(want))
+		}
+		if got := r.header.Get("X-Pullcache"); got != src {
+			t.Errorf("GET %d: X-Pullcache %q, want %q", i, got, src)
+		}
+		if got := r.header.Get("Docker-Content-Digest"); got != d.String() {
+			t.Errorf("GET %d: digest header %q", i, got)
+		}
+	}
+	if n := up.calls("GET blobs"); n != 1 {
+		t.Errorf("upstream blob GETs = %d, want 1", n)
+	}
+	r := e.get(path, "Range", "bytes=10-19")
+	if r.status != http.StatusPartialContent || !bytes.Equal(r.body, want[10:20]) {
+		t.Fatalf("Range: status %d body %q", r.status, r.body)
+	}
+	if got := r.header.Get("Content-Range"); got != fmt.Sprintf("bytes 10-19/%d", len(want)) {
+		t.Errorf("Content-Range = %q", got)
+	}
+	r = e.get(path, "Range", fmt.Sprintf("bytes=%d-", len(want)+10))
+	if r.status != http.StatusRequestedRangeNotSatisfiable {
+		t.Errorf("unsatisfiable range: status %d", r.status)
+	}
+	head := e.do(http.MethodHead, path)
+	if head.header.Get("Content-Length") != fmt.Sprint(len(want)) || head.status != 200 {
+		t.Errorf("HEAD: status %d, Content-Length %q", head.status, head.header.Get("Content-Length"))
+	}
+}
+
+func TestBadRequests(t *testing.T) {
+	up := newFakeUpstream(t)
+	up.push("library/app:v1", randomImage(t, 256, 1))
+	e := newEnv(t, up, withPrefetch(false))
+	missing := "sha256:" + strings.Repeat("a", 64)
+	tests := []struct {
+		name, method, path string
+		status             int
+		code               string
+	}{
+		{"upper-case name", "GET", "/v2/Library/App/manifests/v1", 400, CodeNameInvalid},
+		{"name with ..", "GET", "/v2/library/../x/manifests/v1", 400, CodeNameInvalid},
+		{"bad digest", "GET", "/v2/library/app/blobs/sha256:xyz", 400, CodeDigestInvalid},
+		{"unknown digest algorithm", "GET", "/v2/library/app/blobs/md5:abcd", 400, CodeDigestInvalid},
+		{"bad tag", "GET", "/v2/library/app/manifests/-bad", 400, CodeTagInvalid},
+		{"unknown tag", "GET", "/v2/library/app/manifests/nope", 404, CodeManifestUnknown},
+		{"unknown manifest digest", "GET", "/v2/library/app/manifests/" + missing, 404, CodeManifestUnknown},
+		{"unknown blob", "GET", "/v2/library/app/blobs/" + missing, 404, CodeBlobUnknown},
+		{"unknown repository tags", "GET", "/v2/library/nope/tags/list", 404, CodeNameUnknown},
+		{"push a manifest", "PUT", "/v2/library/app/manifests/v1", 405, CodeUnsupported},
+		{"start an upload", "POST", "/v2/library/app/blobs/uploads/", 405, CodeUnsupported},
+		{"GET an upload", "GET", "/v2/library/app/blobs/uploads/abc", 405, CodeUnsupported},
+		{"delete", "DELETE", "/v2/library/app/manifests/v1", 405, CodeUnsupported},
+		{"no route", "GET", "/v2/library/app/unknown", 404, CodeUnsupported},
+		{"not the API", "GET", "/other", 404, CodeUnsupported},
+		{"bad n", "GET", "/v2/library/app/tags/list?n=-1", 400, CodePaginationInvalid},
+		{"unconfigured registry by ns", "GET", "/v2/library/app/manifests/v1?ns=evil.example.com", 404, CodeNameUnknown},
+		{"unconfigured registry by prefix", "GET", "/v2/evil.example.com/library/app/manifests/v1", 404, CodeNameUnknown},
+		{"bad ns", "GET", "/v2/library/app/manifests/v1?ns=a/b", 400, CodeNameInvalid},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := e.do(tc.method, tc.path)
+			if r.status != tc.status {
+				t.Fatalf("status %d, want %d: %s", r.status, tc.status, r.body)
+			}
+			if c := errorCode(t, r); c != tc.code {
+				t.Errorf("code %s, want %s", c, tc.code)
+			}
+		})
+	}
+	if n := up.calls("GET manifests v1"); n != 0 {
+		t.Errorf("refused requests reached the upstream %d times", n)
+	}
+}
+
+func TestUpstreamDownNothingCachedIsUnavailable(t *testing.T) {
+	up := newFakeUpstream(t)
+	e := newEnv(t, up)
+	up.srv.Close()
+	r := e.get("/v2/library/app/manifests/v1", "Accept", acceptAll)
+	if r.status != http.StatusServiceUnavailable {
+		t.Fatalf("status %d: %s", r.status, r.body)
+	}
+	if c := errorCode(t, r); c != CodeUnavailable {
+		t.Errorf("code %s", c)
+	}
+}
+
+func TestRateLimitedNothingCached(t *testing.T) {
+	up := newFakeUpstream(t)
+	up.push("library/app:v1", randomImage(t, 256, 1))
+	up.setFault(func(w http.ResponseWriter, r *http.Request) bool {
+		w.Header().Set("Retry-After", "30")
+		w.WriteHeader(http.StatusTooManyRequests)
+		fmt.Fprint(w, `{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}`)
+		return true
+	})
+	e := newEnv(t, up)
+	r := e.get("/v2/library/app/manifests/v1", "Accept", acceptAll)
+	if r.status != http.StatusTooManyRequests {
+		t.Fatalf("status %d: %s", r.status, r.body)
+	}
+	if c := errorCode(t, r); c != CodeTooManyRequests {
+		t.Errorf("code %s", c)
+	}
+	if got := r.header.Get("Retry-After"); got != "30" {
+		t.Errorf("Retry-After = %q", got)
+	}
+}
+
+func TestTagRevalidation(t *testing.T) {
+	tests := []struct {
+		name       string
+		change     func(t *testing.T, up *fakeUpstream)
+		status     int
+		source     string
+		newDigest  bool
+		wantHeads  int
+		wantGets   int
+		wantWarned bool
+	}{
+		{"unchanged: one HEAD, no GET", func(*testing.T, *fakeUpstream) {}, 200, "hit", false, 1, 1, false},
+		{"moved: HEAD then GET of the new digest", func(t *testing.T, up *fakeUpstream) {
+			up.push("library/app:v1", randomImage(t, 256, 1))
+		}, 200, "miss", true, 1, 2, false},
+		{"upstream down: stale with a Warning", func(t *testing.T, up *fakeUpstream) {
+			up.setFault(func(w http.ResponseWriter, r *http.Request) bool { w.WriteHeader(503); return true })
+		}, 200, "stale", false, 1, 1, true},
+		{"rate-limited: stale with a Warning", func(t *testing.T, up *fakeUpstream) {
+			up.setFault(func(w http.ResponseWriter, r *http.Request) bool { w.WriteHeader(429); return true })
+		}, 200, "stale", false, 1, 1, true},
+		{"deleted upstream: 404", func(t *testing.T, up *fakeUpstream) {
+			up.setFault(func(w http.ResponseWriter, r *http.Request) bool {
+				w.WriteHeader(404)
+				fmt.Fprint(w, `{"errors":[{"code":"MANIFEST_UNKNOWN","message":"gone"}]}`)
+				return true
+			})
+		}, 404, "", false, 1, 1, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			up := newFakeUpstream(t)
+			first := up.push("library/app:v1", randomImage(t, 256, 1))
+			e := newEnv(t, up, withPrefetch(false))
+			if r := e.get("/v2/library/app/manifests/v1", "Accept", acceptAll); r.status != 200 {
+				t.Fatalf("cold: %d", r.status)
+			}
+			if r := e.get("/v2/library/app/manifests/v1", "Accept", acceptAll); r.header.Get("X-Pullcache") != "hit" {
+				t.Fatalf("within TTL: X-Pullcache %q", r.header.Get("X-Pullcache"))
+			}
+			if n := up.calls("HEAD manifests"); n != 0 {
+				t.Fatalf("HEADs within the TTL: %d", n)
+			}
+			tc.change(t, up)
+			e.clock.advance(2 * time.Minute)
+			r := e.get("/v2/library/app/manifests/v1", "Accept", acceptAll)
+			if r.status != tc.status {
+				t.Fatalf("status %d, want %d: %s", r.status, tc.status, r.body)
+			}
+			if got := r.header.Get("X-Pullcache"); got != tc.source {
+				t.Errorf("X-Pullcache = %q, want %q", got, tc.source)
+			}
+			if changed := r.status == 200 && r.header.Get("Docker-Content-Digest") != first.String(); changed != tc.newDigest {
+				t.Errorf("digest changed = %v, want %v", changed, tc.newDigest)
+			}
+			if warned := r.header.Get("Warning") != ""; warned != tc.wantWarned {
+				t.Errorf("Warning header present = %v, want %v", warned, tc.wantWarned)
+			}
+			if n := up.calls("HEAD manifests"); n != tc.wantHeads {
+				t.Errorf("upstream HEADs = %d, want %d", n, tc.wantHeads)
+			}
+			if n := up.calls("GET manifests"); n != tc.wantGets {
+				t.Errorf("upstream GETs = %d, want %d", n, tc.wantGets)
+			}
+		})
+	}
+}
+
+func TestTagListPaging(t *testing.T) {
+	up := newFakeUpstream(t)
+	img := randomImage(t, 128, 1)
+	for _, tag := range []string{"c", "a", "e", "b", "d"} {
+		up.push("library/app:"+tag, img)
+	}
+	e := newEnv(t, up, withPrefetch(false))
+	tests := []struct {
+		query, body, link string
+	}{
+		{"", `{"name":"library/app","tags":["a","b","c","d","e"]}`, ""},
+		{"?n=2", `{"name":"library/app","tags":["a","b"]}`, `</v2/library/app/tags/list?last=b&n=2>; rel="next"`},
+		{"?n=2&last=b", `{"name":"library/app","tags":["c","d"]}`, `</v2/library/app/tags/list?last=d&n=2>; rel="next"`},
+		{"?n=2&last=d", `{"name":"library/app","tags":["e"]}`, ""},
+		{"?last=bb", `{"name":"library/app","tags":["c","d","e"]}`, ""},
+		{"?n=0", `{"name":"library/app","tags":[]}`, ""},
+	}
+	for _, tc := range tests {
+		r := e.get("/v2/library/app/tags/list" + tc.query)
+		if r.status != 200 || string(r.body) != tc.body {
+			t.Errorf("%s: status %d body %s, want %s", tc.query, r.status, r.body, tc.body)
+		}
+		if got := r.header.Get("Link"); got != tc.link {
+			t.Errorf("%s: Link %q, want %q", tc.query, got, tc.link)
+		}
+	}
+	if n := up.calls("GET tags"); n != 1 {
+		t.Errorf("upstream tag list GETs = %d, want 1 within the TTL", n)
+	}
+	up.srv.Close()
+	e.clock.advance(2 * time.Minute)
+	r := e.get("/v2/library/app/tags/list?n=1")
+	if r.status != 200 || string(r.body) != `{"name":"library/app","tags":["a"]}` || r.header.Get("Warning") == "" {
+		t.Errorf("upstream down: status %d body %s warning %q", r.status, r.body, r.header.Get("Warning"))
+	}
+}
+
+func TestRestartServesEverythingWithUpstreamDown(t *testing.T) {
+	up := newFakeUpstream(t)
+	img := randomImage(t, 4096, 2)
+	d := up.push("library/app:v1", img)
+	dir := t.TempDir()
+	e := newEnvIn(t, up, dir, withPrefetch(false))
+	e.get("/v2/library/app/manifests/v1", "Accept", acceptAll)
+	cfg, _ := img.ConfigName()
+	blobs := []v1.Hash{cfg}
+	for i := range 2 {
+		ld, _ := layerBytes(t, img, i)
+		blobs = append(blobs, ld)
+	}
+	for _, b := range blobs {
+		if r := e.get("/v2/library/app/blobs/" + b.String()); r.status != 200 {
+			t.Fatalf("cold blob: %d", r.status)
+		}
+	}
+	e.stop()
+	up.srv.Close()
+
+	e2 := newEnvIn(t, up, dir, withPrefetch(false))
+	e2.clock.advance(time.Hour) // the tag is stale: revalidation fails, stale is served
+	r := e2.get("/v2/library/app/manifests/v1", "Accept", acceptAll)
+	if r.status != 200 || r.header.Get("Docker-Content-Digest") != d.String() {
+		t.Fatalf("manifest after restart: status %d digest %q", r.status, r.header.Get("Docker-Content-Digest"))
+	}
+	for _, b := range blobs {
+		r := e2.get("/v2/library/app/blobs/" + b.String())
+		if r.status != 200 || fmt.Sprintf("%x", sha256.Sum256(r.body)) != b.Hex {
+			t.Errorf("blob %s after restart: status %d", b, r.status)
+		}
+	}
+}
+
+func TestRepositoryIsThePermissionBoundary(t *testing.T) {
+	up := newFakeUpstream(t)
+	img := randomImage(t, 1024, 1)
+	up.push("private/app:v1", img)
+	up.push("public/other:v1", randomImage(t, 256, 1))
+	d, _ := layerBytes(t, img, 0)
+	// The in-memory upstream shares blobs across repositories; a real
+	// registry answers 404 for a blob the repository does not have.
+	up.setFault(func(w http.ResponseWriter, r *http.Request) bool {
+		if strings.HasPrefix(r.URL.Path, "/v2/public/other/blobs/") {
+			w.WriteHeader(http.StatusNotFound)
+			return true
+		}
+		return false
+	})
+	e := newEnv(t, up, withPrefetch(false))
+	if r := e.get("/v2/private/app/blobs/" + d.String()); r.status != 200 {
+		t.Fatalf("private blob: %d", r.status)
+	}
+	r := e.get("/v2/public/other/blobs/" + d.String())
+	if r.status != http.StatusNotFound {
+		t.Fatalf("blob of another repository served: status %d", r.status)
+	}
+	if c := errorCode(t, r); c != CodeBlobUnknown {
+		t.Errorf("code %s", c)
+	}
+	if n := up.calls("HEAD blobs"); n != 1 {
+		t.Errorf("upstream blob HEADs = %d, want 1 (asked before serving the cached blob)", n)
+	}
+}
+
+func TestBearerTokenUpstream(t *testing.T) {
+	up := newFakeUpstream(t)
+	img := randomImage(t, 1024, 1)
+	d := up.push("library/app:v1", img)
+	up.token = "s3cret"
+	e := newEnv(t, up, withPrefetch(false))
+	r := e.get("/v2/library/app/manifests/v1", "Accept", acceptAll)
+	if r.status != 200 || r.header.Get("Docker-Content-Digest") != d.String() {
+		t.Fatalf("status %d: %s", r.status, r.body)
+	}
+	ld, want := layerBytes(t, img, 0)
+	if r := e.get("/v2/library/app/blobs/" + ld.String()); !bytes.Equal(r.body, want) {
+		t.Fatalf("blob through a token-protected upstream: status %d", r.status)
+	}
+	if n := up.calls("GET token"); n != 1 {
+		t.Errorf("token requests = %d, want 1 (kept per repository)", n)
+	}
+}

@@ -1,0 +1,195 @@
+// Package proxy is pullcache's HTTP side: the pull half of the OCI
+// distribution API. Each request is parsed once into a Request, routed to a
+// configured upstream registry (ns= query, path prefix, default), answered
+// from the cache where it can be and from the upstream through the cache
+// where it cannot. It writes one log line and metrics per request.
+//
+// It is not a registry: it accepts no pushes, and it never forwards a
+// request to a registry that is not configured.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/pullcache/pullcache/cache"
+	"github.com/pullcache/pullcache/upstream"
+)
+
+// Upstream is what the proxy needs of a registry client.
+type Upstream interface {
+	GetManifest(ctx context.Context, repo, ref string, accept []string) (*upstream.Manifest, error)
+	HeadManifest(ctx context.Context, repo, ref string, accept []string) (upstream.Descriptor, error)
+	GetBlob(ctx context.Context, repo string, h v1.Hash) (io.ReadCloser, int64, error)
+	HeadBlob(ctx context.Context, repo string, h v1.Hash) (int64, error)
+	Tags(ctx context.Context, repo string) ([]string, error)
+}
+
+// Options configure a Server.
+type Options struct {
+	// Store is the cache; required.
+	Store *cache.Store
+	// Registries are the upstreams by registry name; at least one.
+	Registries map[string]Upstream
+	// DefaultRegistry serves requests that name none. Default docker.io.
+	DefaultRegistry string
+	// TagTTL is how long a tag is served without asking upstream. Default 5m.
+	TagTTL time.Duration
+	// Prefetch starts fetching a manifest's blobs when it comes from upstream.
+	Prefetch bool
+	// PrefetchConcurrency bounds the blobs one manifest prefetches at once. Default 4.
+	PrefetchConcurrency int
+	// UpstreamTimeout bounds a manifest or tag-list fetch. Default 60s.
+	UpstreamTimeout time.Duration
+	// Logger receives one line per request. Default: discard.
+	Logger *slog.Logger
+	// Metrics registers the server's metrics. Default: none registered.
+	Metrics prometheus.Registerer
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// Server answers the registry API.
+type Server struct {
+	opts     Options
+	store    *cache.Store
+	log      *slog.Logger
+	metrics  *metrics
+	flights  singleflight.Group
+	bg       sync.WaitGroup
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
+}
+
+// New returns a Server.
+func New(opts Options) (*Server, error) {
+	if opts.Store == nil || len(opts.Registries) == 0 {
+		return nil, errors.New("proxy: a store and at least one registry are required")
+	}
+	if opts.DefaultRegistry == "" {
+		opts.DefaultRegistry = dockerHub
+	}
+	if opts.TagTTL == 0 {
+		opts.TagTTL = 5 * time.Minute
+	}
+	if opts.PrefetchConcurrency <= 0 {
+		opts.PrefetchConcurrency = 4
+	}
+	if opts.UpstreamTimeout <= 0 {
+		opts.UpstreamTimeout = 60 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	m, err := newMetrics(opts.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{opts: opts, store: opts.Store, log: opts.Logger, metrics: m, bgCtx: ctx, bgCancel: cancel}, nil
+}
+
+// Close stops background work (prefetch) and waits for it. It does not
+// close the store.
+func (s *Server) Close() {
+	s.bgCancel()
+	s.bg.Wait()
+}
+
+// ServeHTTP answers one request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rec := s.observe(w, r)
+	defer rec.finish()
+	if r.URL.Path == "/healthz" {
+		rec.route = "health"
+		_, _ = w.Write([]byte("ok\n"))
+		return
+	}
+	req, err := ParseRequest(r.Method, r.URL.Path, r.URL.Query())
+	if err == nil {
+		rec.route = req.Route.String()
+		err = s.dispatch(rec, r, req)
+	}
+	if err != nil {
+		rec.fail(r, err, notFoundFor(req.Route))
+	}
+}
+
+func (s *Server) dispatch(w *recorder, r *http.Request, req Request) error {
+	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+	if req.NS != "" {
+		// Echoed as the distribution spec's proxying section describes.
+		w.Header().Set("OCI-Namespace", req.NS)
+	}
+	if req.Route == RouteBase {
+		w.Header().Set("Content-Type", "application/json")
+		_, err := w.Write([]byte("{}"))
+		return err
+	}
+	up, req, err := s.resolve(req)
+	if err != nil {
+		return err
+	}
+	w.registry = req.Registry
+	switch req.Route {
+	case RouteManifest:
+		return s.serveManifest(w, r, up, req)
+	case RouteBlob:
+		return s.serveBlob(w, r, up, req)
+	default:
+		return s.serveTags(w, r, up, req)
+	}
+}
+
+// resolve finds the upstream of a request. A registry that is not
+// configured is refused before anything leaves the machine: the mirror is
+// never an open proxy.
+func (s *Server) resolve(req Request) (Upstream, Request, error) {
+	name := req.Registry
+	if name == "" {
+		name = s.opts.DefaultRegistry
+	}
+	up, ok := s.opts.Registries[name]
+	if !ok || up == nil {
+		return nil, req, newError(http.StatusNotFound, CodeNameUnknown,
+			"registry "+name+" is not configured on this mirror")
+	}
+	return up, req.withRegistry(name), nil
+}
+
+func notFoundFor(r Route) *Error {
+	switch r {
+	case RouteManifest:
+		return newError(http.StatusNotFound, CodeManifestUnknown, "manifest unknown")
+	case RouteBlob:
+		return newError(http.StatusNotFound, CodeBlobUnknown, "blob unknown")
+	}
+	return newError(http.StatusNotFound, CodeNameUnknown, "repository name not known to registry")
+}
+
+// accepts splits Accept headers into media types (parameters dropped).
+func accepts(r *http.Request) []string {
+	var out []string
+	for _, v := range r.Header.Values("Accept") {
+		for _, part := range strings.Split(v, ",") {
+			mt, _, _ := strings.Cut(part, ";")
+			if mt = strings.TrimSpace(mt); mt != "" {
+				out = append(out, mt)
+			}
+		}
+	}
+	return out
+}

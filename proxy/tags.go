@@ -1,0 +1,108 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"sort"
+	"strconv"
+
+	"github.com/pullcache/pullcache/cache"
+	"github.com/pullcache/pullcache/upstream"
+)
+
+// serveTags answers a tag list from the whole list fetched from upstream
+// (kept for the tag TTL), paging it here with n and last, so paging is
+// right whatever the upstream supports. With the upstream unreachable the
+// last known list is served.
+func (s *Server) serveTags(w *recorder, r *http.Request, up Upstream, req Request) error {
+	repo := cache.Repo{Registry: req.Registry, Name: req.Repo}
+	tags, src, err := s.tagList(r.Context(), up, repo)
+	if err != nil {
+		return err
+	}
+	w.setSource(src)
+	page, more := pageTags(tags, req.Last, req.N)
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	if src == fromStale {
+		h.Set("Warning", `110 pullcache "Response is stale: the upstream registry is unreachable"`)
+	}
+	if more {
+		h.Set("Link", nextTagsLink(r, req, page[len(page)-1]))
+	}
+	body, err := json.Marshal(struct {
+		Name string   `json:"name"`
+		Tags []string `json:"tags"`
+	}{req.PathName, page})
+	if err != nil {
+		return err
+	}
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	if r.Method == http.MethodHead {
+		return nil
+	}
+	_, err = w.Write(body)
+	return err
+}
+
+func (s *Server) tagList(ctx context.Context, up Upstream, repo cache.Repo) ([]string, source, error) {
+	cached, fetched, cerr := s.store.TagList(repo)
+	if cerr == nil && s.opts.Now().Sub(fetched) < s.opts.TagTTL {
+		return cached, fromCache, nil
+	}
+	v, err := s.flight(ctx, "tags "+repo.String(), func(ctx context.Context) (any, error) {
+		tags, err := up.Tags(ctx, repo.Name)
+		if err != nil {
+			return nil, err
+		}
+		tags = slices.Clone(tags)
+		sort.Strings(tags)
+		tags = slices.Compact(tags)
+		return tags, s.store.PutTagList(repo, tags, s.opts.Now())
+	})
+	if err == nil {
+		return v.([]string), fromUpstream, nil
+	}
+	switch k := upstream.KindOf(err); {
+	case cerr == nil && (k == upstream.Unavailable || k == upstream.TooManyRequests || k == upstream.Invalid):
+		s.log.Warn("serving stale tag list", "repo", repo.String(), "err", err)
+		return cached, fromStale, nil
+	case k == upstream.NotFound:
+		return nil, "", newError(http.StatusNotFound, CodeNameUnknown, "repository name not known to registry").withCause(err)
+	case errors.Is(cerr, cache.ErrNotFound) || cerr == nil:
+		return nil, "", err
+	}
+	return nil, "", errors.Join(err, cerr)
+}
+
+// pageTags returns the tags after last (lexically), at most n of them (n <
+// 0: all), and whether more follow.
+func pageTags(tags []string, last string, n int) ([]string, bool) {
+	start := 0
+	if last != "" {
+		start = sort.SearchStrings(tags, last)
+		if start < len(tags) && tags[start] == last {
+			start++
+		}
+	}
+	rest := append([]string{}, tags[start:]...)
+	if n < 0 || n >= len(rest) {
+		return rest, false
+	}
+	return rest[:n], n > 0
+}
+
+func nextTagsLink(r *http.Request, req Request, last string) string {
+	q := url.Values{}
+	q.Set("n", strconv.Itoa(req.N))
+	q.Set("last", last)
+	if req.NS != "" {
+		q.Set("ns", req.NS)
+	}
+	u := url.URL{Path: "/v2/" + req.PathName + "/tags/list", RawQuery: q.Encode()}
+	return "<" + u.String() + `>; rel="next"`
+}

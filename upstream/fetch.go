@@ -1,0 +1,178 @@
+package upstream
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// Manifest is a manifest exactly as the registry sent it.
+type Manifest struct {
+	Bytes     []byte
+	MediaType string
+	Digest    v1.Hash
+}
+
+// Descriptor is what a HEAD tells of a manifest.
+type Descriptor struct {
+	Digest    v1.Hash
+	MediaType string
+	Size      int64
+}
+
+func acceptHeader(accept []string) http.Header {
+	return http.Header{"Accept": {strings.Join(accept, ", ")}}
+}
+
+// GetManifest fetches a manifest by tag or digest, accepting the given media
+// types. Its digest is computed from the bytes; it must match ref when ref
+// is a digest, and the registry's Docker-Content-Digest when it sends one.
+func (r *Registry) GetManifest(ctx context.Context, repo, ref string, accept []string) (*Manifest, error) {
+	resp, err := r.do(ctx, http.MethodGet, repo, r.url(repo, "manifests", ref), acceptHeader(accept), http.StatusOK)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.ContentLength > maxManifestSize {
+		return nil, r.wrap("GET manifest", repo, fmt.Errorf("%w: manifest of %d bytes exceeds %d", errInvalid, resp.ContentLength, maxManifestSize))
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxManifestSize+1))
+	if err != nil {
+		return nil, r.wrap("GET manifest", repo, err)
+	}
+	if len(b) > maxManifestSize {
+		return nil, r.wrap("GET manifest", repo, fmt.Errorf("%w: manifest exceeds %d bytes", errInvalid, maxManifestSize))
+	}
+	sum := sha256.Sum256(b)
+	h := v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}
+	if err := checkManifestDigest(h, ref, resp.Header.Get("Docker-Content-Digest")); err != nil {
+		return nil, r.wrap("GET manifest", repo, err)
+	}
+	return &Manifest{Bytes: b, MediaType: mediaType(resp.Header.Get("Content-Type")), Digest: h}, nil
+}
+
+func checkManifestDigest(got v1.Hash, ref, header string) error {
+	if want, err := v1.NewHash(ref); err == nil {
+		if want.Algorithm != "sha256" {
+			return nil // hashed differently; the sha256 digest cannot be compared
+		}
+		if want != got {
+			return fmt.Errorf("%w: manifest bytes hash to %s, not %s", errInvalid, got, want)
+		}
+		return nil
+	}
+	if hd, err := v1.NewHash(header); err == nil && hd.Algorithm == "sha256" && hd != got {
+		return fmt.Errorf("%w: manifest bytes hash to %s, registry said %s", errInvalid, got, hd)
+	}
+	return nil
+}
+
+func mediaType(contentType string) string {
+	mt, _, _ := strings.Cut(contentType, ";")
+	return strings.TrimSpace(mt)
+}
+
+// HeadManifest asks what ref points at without fetching it (Docker Hub does
+// not count HEADs against the pull rate limit).
+func (r *Registry) HeadManifest(ctx context.Context, repo, ref string, accept []string) (Descriptor, error) {
+	resp, err := r.do(ctx, http.MethodHead, repo, r.url(repo, "manifests", ref), acceptHeader(accept), http.StatusOK)
+	if err != nil {
+		return Descriptor{}, err
+	}
+	resp.Body.Close()
+	h, err := v1.NewHash(resp.Header.Get("Docker-Content-Digest"))
+	if err != nil {
+		return Descriptor{}, r.wrap("HEAD manifest", repo, fmt.Errorf("%w: no usable Docker-Content-Digest: %v", errInvalid, err))
+	}
+	return Descriptor{Digest: h, MediaType: mediaType(resp.Header.Get("Content-Type")), Size: resp.ContentLength}, nil
+}
+
+// GetBlob opens a blob's bytes and returns them with the size the registry
+// announced (-1 if it did not). The caller verifies and closes the body.
+func (r *Registry) GetBlob(ctx context.Context, repo string, h v1.Hash) (io.ReadCloser, int64, error) {
+	resp, err := r.do(ctx, http.MethodGet, repo, r.url(repo, "blobs", h.String()), nil, http.StatusOK)
+	if err != nil {
+		return nil, 0, err
+	}
+	return resp.Body, resp.ContentLength, nil
+}
+
+// HeadBlob asks whether repo has the blob, and its size.
+func (r *Registry) HeadBlob(ctx context.Context, repo string, h v1.Hash) (int64, error) {
+	resp, err := r.do(ctx, http.MethodHead, repo, r.url(repo, "blobs", h.String()), nil, http.StatusOK)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.ContentLength, nil
+}
+
+// maxTagPages bounds how many pages of a tag list are followed.
+const maxTagPages = 100
+
+// Tags fetches the repository's whole tag list, following Link pagination.
+func (r *Registry) Tags(ctx context.Context, repo string) ([]string, error) {
+	next := r.url(repo, "tags", "list")
+	var all []string
+	for page := 0; next != "" && page < maxTagPages; page++ {
+		tags, link, err := r.tagPage(ctx, repo, next)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, tags...)
+		next = link
+	}
+	return all, nil
+}
+
+func (r *Registry) tagPage(ctx context.Context, repo, pageURL string) ([]string, string, error) {
+	resp, err := r.do(ctx, http.MethodGet, repo, pageURL, nil, http.StatusOK)
+	if err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Tags []string `json:"tags"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&body); err != nil {
+		return nil, "", r.wrap("GET tags", repo, fmt.Errorf("%w: tag list: %v", errInvalid, err))
+	}
+	return body.Tags, nextLink(resp, pageURL), nil
+}
+
+// nextLink resolves a `Link: <...>; rel="next"` header against the page URL.
+func nextLink(resp *http.Response, pageURL string) string {
+	link := resp.Header.Get("Link")
+	target, rest, ok := strings.Cut(link, ";")
+	if !ok || !strings.Contains(rest, `rel="next"`) {
+		return ""
+	}
+	target = strings.Trim(strings.TrimSpace(target), "<>")
+	base, err := url.Parse(pageURL)
+	if err != nil {
+		return ""
+	}
+	ref, err := url.Parse(target)
+	if err != nil {
+		return ""
+	}
+	return base.ResolveReference(ref).String()
+}
+
+// SizeFromHeader parses a Content-Length value; -1 when absent or bad.
+func SizeFromHeader(v string) int64 {
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return -1
+	}
+	return n
+}
