@@ -20,12 +20,12 @@ import (
 //	l:<repo>@<digest>     link: the repository may serve this digest
 //	tl:<repo>             the repository's last known tag list
 //	a:<digest>            last access (unix seconds)
-func manifestKey(h v1.Hash) []byte       { return []byte("m:" + h.String()) }
-func blobKey(h v1.Hash) []byte           { return []byte("b:" + h.String()) }
-func tagKey(r Repo, tag string) []byte   { return []byte("t:" + r.String() + ":" + tag) }
-func linkKey(r Repo, h v1.Hash) []byte   { return []byte("l:" + r.String() + "@" + h.String()) }
-func tagListKey(r Repo) []byte           { return []byte("tl:" + r.String()) }
-func accessKey(h v1.Hash) []byte         { return []byte("a:" + h.String()) }
+func manifestKey(h v1.Hash) []byte        { return []byte("m:" + h.String()) }
+func blobKey(h v1.Hash) []byte            { return []byte("b:" + h.String()) }
+func tagKey(r Repo, tag string) []byte    { return []byte("t:" + r.String() + ":" + tag) }
+func linkKey(r Repo, h v1.Hash) []byte    { return []byte("l:" + r.String() + "@" + h.String()) }
+func tagListKey(r Repo) []byte            { return []byte("tl:" + r.String()) }
+func accessKey(h v1.Hash) []byte          { return []byte("a:" + h.String()) }
 func hotTagKey(r Repo, tag string) string { return r.String() + ":" + tag }
 
 // Repo names a repository of one upstream registry.

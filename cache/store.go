@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
-	lru "github.com/hashicorp/golang-lru/v2"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	lru "github.com/hashicorp/golang-lru/v2"
 )
 
 // ErrNotFound says the store does not hold what was asked for.
