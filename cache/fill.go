@@ -126,6 +126,10 @@ type FillReader struct {
 	ctx    context.Context
 	off    int64
 	closed bool
+	// BeforeWait, if set, runs each time Read is about to wait for bytes:
+	// an HTTP handler flushes there, so headers and every byte already
+	// read reach the client before the reader blocks.
+	BeforeWait func()
 	// Failed is the fill or context error that stopped the reader, if any.
 	Failed error
 }
@@ -153,6 +157,9 @@ func (r *FillReader) Read(p []byte) (int, error) {
 		}
 		if final {
 			return 0, io.EOF
+		}
+		if r.BeforeWait != nil {
+			r.BeforeWait()
 		}
 		select {
 		case <-wake:
@@ -279,6 +286,10 @@ func (s *Store) runFill(ctx context.Context, cancel context.CancelFunc, f *Fill,
 
 // fillFrom opens the source and copies it into the temp file, hashing.
 func (s *Store) fillFrom(ctx context.Context, f *Fill, want int64, open Source) error {
+	// The source is opened on a context the stall timer can cancel, so a
+	// stalled body read is interrupted, not only noticed.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	body, size, err := open(ctx)
 	if err != nil {
 		f.fail(err)
@@ -301,7 +312,7 @@ func (s *Store) fillFrom(ctx context.Context, f *Fill, want int64, open Source) 
 	if err != nil {
 		return err
 	}
-	if err := s.copyFill(ctx, f, body, h, size); err != nil {
+	if err := s.copyFill(ctx, cancel, f, body, h, size); err != nil {
 		return err
 	}
 	if got := fmt.Sprintf("%x", h.Sum(nil)); got != f.digest.Hex {
@@ -312,9 +323,7 @@ func (s *Store) fillFrom(ctx context.Context, f *Fill, want int64, open Source) 
 
 // copyFill copies body into the fill's file, waking readers after each
 // chunk, failing on a stall, on more bytes than size, or on fewer at EOF.
-func (s *Store) copyFill(ctx context.Context, f *Fill, body io.Reader, h hash.Hash, size int64) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
+func (s *Store) copyFill(ctx context.Context, cancel context.CancelCauseFunc, f *Fill, body io.Reader, h hash.Hash, size int64) error {
 	stall := time.AfterFunc(s.opts.StallTimeout, func() { cancel(ErrStalled) })
 	defer stall.Stop()
 	buf := make([]byte, 256<<10)

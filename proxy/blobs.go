@@ -147,6 +147,8 @@ func streamFill(w http.ResponseWriter, r *http.Request, f *cache.Fill) error {
 		return err
 	}
 	defer rd.Close()
+	rc := http.NewResponseController(w)
+	rd.BeforeWait = func() { _ = rc.Flush() }
 	if f.Size() >= 0 {
 		http.ServeContent(w, r, "", time.Time{}, rd)
 	} else if r.Method != http.MethodHead {

@@ -98,6 +98,15 @@ func (w *recorder) ReadFrom(src io.Reader) (int64, error) {
 	return n, err
 }
 
+// Flush sends buffered bytes; the first call sends the headers (a 200 if
+// none was written).
+func (w *recorder) Flush() {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	_ = http.NewResponseController(w.ResponseWriter).Flush()
+}
+
 // Unwrap lets http.ResponseController reach the connection.
 func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 

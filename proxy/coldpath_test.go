@@ -1,0 +1,250 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// gate holds an upstream blob response half-way until it is opened.
+type gate struct {
+	ch   chan struct{}
+	once sync.Once
+}
+
+func newGate(t *testing.T) *gate {
+	g := &gate{ch: make(chan struct{})}
+	t.Cleanup(g.open)
+	return g
+}
+
+func (g *gate) open() { g.once.Do(func() { close(g.ch) }) }
+
+type blobFault struct {
+	cut     bool // abort the connection at the gate
+	corrupt bool // send other bytes of the same length
+}
+
+// gatedBlob answers GET of blob d with its first half, waits for g, then
+// sends the rest (or breaks, per fault).
+func gatedBlob(d v1.Hash, data []byte, g *gate, fault blobFault) func(http.ResponseWriter, *http.Request) bool {
+	return func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, "/blobs/"+d.String()) {
+			return false
+		}
+		body := data
+		if fault.corrupt {
+			body = bytes.Repeat([]byte{'!'}, len(data))
+		}
+		half := len(body) / 2
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.WriteHeader(http.StatusOK)
+		w.Write(body[:half])
+		w.(http.Flusher).Flush()
+		select {
+		case <-g.ch:
+		case <-r.Context().Done():
+			return true
+		}
+		if fault.cut {
+			panic(http.ErrAbortHandler)
+		}
+		w.Write(body[half:])
+		return true
+	}
+}
+
+type pull struct {
+	headers chan struct{} // closed when response headers arrived
+	body    []byte
+	status  int
+	err     error
+	wait    chan struct{} // closed when the body was read
+}
+
+// startPull GETs path in the background.
+func (e *env) startPull(ctx context.Context, path string, header ...string) *pull {
+	p := &pull{headers: make(chan struct{})}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.mirror.URL+path, nil)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		resp, err := e.client.Do(req)
+		if err != nil {
+			p.err = err
+			close(p.headers)
+			return
+		}
+		defer resp.Body.Close()
+		p.status = resp.StatusCode
+		close(p.headers)
+		p.body, p.err = io.ReadAll(resp.Body)
+	}()
+	e.t.Cleanup(func() { <-done })
+	p.wait = done
+	return p
+}
+
+func TestConcurrentColdPullsShareOneUpstreamFetch(t *testing.T) {
+	up := newFakeUpstream(t)
+	img := randomImage(t, 256<<10, 1)
+	up.push("library/app:v1", img)
+	up.push("library/fork:v1", img) // same blob, another repository
+	d, want := layerBytes(t, img, 0)
+	g := newGate(t)
+	up.setFault(gatedBlob(d, want, g, blobFault{}))
+	e := newEnv(t, up, withPrefetch(false))
+
+	const n = 8
+	var pulls []*pull
+	for i := range n {
+		repo := "library/app"
+		if i%4 == 3 {
+			repo = "library/fork"
+		}
+		pulls = append(pulls, e.startPull(context.Background(), "/v2/"+repo+"/blobs/"+d.String()))
+	}
+	// Every client has its headers while the upstream is still half-way:
+	// all of them are streaming from the one fill.
+	for _, p := range pulls {
+		<-p.headers
+	}
+	g.open()
+	for i, p := range pulls {
+		<-p.wait
+		if p.err != nil || p.status != 200 || !bytes.Equal(p.body, want) {
+			t.Errorf("client %d: status %d, %d bytes, err %v", i, p.status, len(p.body), p.err)
+		}
+	}
+	if got := up.calls("GET blobs " + d.String()); got != 1 {
+		t.Errorf("upstream GETs of the blob = %d, want 1", got)
+	}
+}
+
+func TestBrokenUpstreamAbortsEveryReaderAndCommitsNothing(t *testing.T) {
+	for _, fault := range []blobFault{{cut: true}, {corrupt: true}} {
+		t.Run(fmt.Sprintf("cut=%v corrupt=%v", fault.cut, fault.corrupt), func(t *testing.T) {
+			up := newFakeUpstream(t)
+			img := randomImage(t, 128<<10, 1)
+			up.push("library/app:v1", img)
+			d, want := layerBytes(t, img, 0)
+			g := newGate(t)
+			up.setFault(gatedBlob(d, want, g, fault))
+			e := newEnv(t, up, withPrefetch(false))
+			path := "/v2/library/app/blobs/" + d.String()
+
+			pulls := []*pull{e.startPull(context.Background(), path), e.startPull(context.Background(), path)}
+			for _, p := range pulls {
+				<-p.headers
+			}
+			g.open()
+			for i, p := range pulls {
+				<-p.wait
+				if p.err == nil {
+					t.Errorf("client %d got a complete-looking response of %d bytes", i, len(p.body))
+				}
+				if bytes.Equal(p.body, want) {
+					t.Errorf("client %d received every byte of a failed fill", i)
+				}
+			}
+			if e.store.HasBlob(d) {
+				t.Fatal("a broken fill was committed")
+			}
+			up.setFault(nil)
+			r := e.get(path)
+			if r.status != 200 || !bytes.Equal(r.body, want) || r.header.Get("X-Pullcache") != "miss" {
+				t.Errorf("after the failure: status %d, source %q", r.status, r.header.Get("X-Pullcache"))
+			}
+		})
+	}
+}
+
+func TestClientHangUpDoesNotStopTheFill(t *testing.T) {
+	up := newFakeUpstream(t)
+	img := randomImage(t, 256<<10, 1)
+	up.push("library/app:v1", img)
+	d, want := layerBytes(t, img, 0)
+	g := newGate(t)
+	up.setFault(gatedBlob(d, want, g, blobFault{}))
+	e := newEnv(t, up, withPrefetch(false))
+	path := "/v2/library/app/blobs/" + d.String()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	first := e.startPull(ctx, path)
+	<-first.headers
+	cancel()
+	<-first.wait
+	if !errors.Is(first.err, context.Canceled) {
+		t.Fatalf("first client: %v", first.err)
+	}
+	g.open()
+	r := e.get(path)
+	if r.status != 200 || !bytes.Equal(r.body, want) {
+		t.Fatalf("second client: status %d, %d bytes", r.status, len(r.body))
+	}
+	if got := up.calls("GET blobs"); got != 1 {
+		t.Errorf("upstream GETs = %d, want 1: the fill restarted after the first client left", got)
+	}
+}
+
+func TestRangeOnABlobBeingFilled(t *testing.T) {
+	up := newFakeUpstream(t)
+	img := randomImage(t, 128<<10, 1)
+	up.push("library/app:v1", img)
+	d, want := layerBytes(t, img, 0)
+	g := newGate(t)
+	up.setFault(gatedBlob(d, want, g, blobFault{}))
+	e := newEnv(t, up, withPrefetch(false))
+	path := "/v2/library/app/blobs/" + d.String()
+
+	first := e.startPull(context.Background(), path)
+	<-first.headers
+	// The first bytes are there already; the tail arrives after the gate.
+	early := e.get(path, "Range", "bytes=0-99")
+	if early.status != http.StatusPartialContent || !bytes.Equal(early.body, want[:100]) {
+		t.Fatalf("range in the arrived part: status %d", early.status)
+	}
+	tail := e.startPull(context.Background(), path, "Range", fmt.Sprintf("bytes=%d-", len(want)-100))
+	<-tail.headers
+	g.open()
+	<-tail.wait
+	if tail.status != http.StatusPartialContent || !bytes.Equal(tail.body, want[len(want)-100:]) {
+		t.Errorf("range in the missing part: status %d, %d bytes, err %v", tail.status, len(tail.body), tail.err)
+	}
+}
+
+func TestPrefetchFetchesLayersBeforeTheyAreAsked(t *testing.T) {
+	up := newFakeUpstream(t)
+	img := randomImage(t, 32<<10, 3)
+	up.push("library/app:v1", img)
+	e := newEnv(t, up, withPrefetch(true))
+	if r := e.get("/v2/library/app/manifests/v1", "Accept", acceptAll); r.status != 200 {
+		t.Fatalf("manifest: %d", r.status)
+	}
+	e.srv.bg.Wait() // the prefetch of this manifest has finished
+	if got := up.calls("GET blobs"); got != 4 {
+		t.Fatalf("prefetched blobs = %d, want 4 (config and 3 layers)", got)
+	}
+	for i := range 3 {
+		ld, want := layerBytes(t, img, i)
+		r := e.get("/v2/library/app/blobs/" + ld.String())
+		if !bytes.Equal(r.body, want) || r.header.Get("X-Pullcache") != "hit" {
+			t.Errorf("layer %d: status %d, source %q", i, r.status, r.header.Get("X-Pullcache"))
+		}
+	}
+	if got := up.calls("GET blobs"); got != 4 {
+		t.Errorf("upstream blob GETs after the pull = %d, want still 4", got)
+	}
+}
