@@ -1,0 +1,18 @@
+# syntax=docker/dockerfile:1
+# Build a static binary, then ship it alone on a minimal non-root base.
+FROM golang:1.26-bookworm AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+ARG VERSION=dev
+RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/pullcache ./cmd/pullcache
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/pullcache /pullcache
+USER nonroot:nonroot
+EXPOSE 5000
+VOLUME /data
+ENV PULLCACHE_DATA=/data
+ENTRYPOINT ["/pullcache"]
+CMD ["serve"]

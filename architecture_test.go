@@ -1,0 +1,72 @@
+// Package pullcache_test holds checks of the module's shape.
+package pullcache_test
+
+import (
+	"go/build"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/pullcache/pullcache"
+
+// allowed lists, for each package, the module's packages it may import:
+// dependencies flow cmd → proxy → {cache, upstream}, and only cmd reads
+// config. A package missing here fails the test, so a new one is a
+// decision, not an accident.
+var allowed = map[string][]string{
+	"cmd/pullcache": {"config", "proxy", "cache", "upstream"},
+	"proxy":         {"cache", "upstream"},
+	"cache":         {},
+	"upstream":      {},
+	"config":        {},
+}
+
+func TestDependenciesFlowOneWay(t *testing.T) {
+	for pkg, ok := range allowed {
+		for _, imp := range moduleImports(t, pkg) {
+			if !slices.Contains(ok, imp) {
+				t.Errorf("%s imports %s; allowed: %v", pkg, imp, ok)
+			}
+		}
+	}
+}
+
+func TestEveryPackageIsListed(t *testing.T) {
+	dirs, err := filepath.Glob("*/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pattern := range []string{"*", "cmd/*"} {
+		matches, _ := filepath.Glob(pattern)
+		dirs = append(dirs, matches...)
+	}
+	for _, d := range dirs {
+		if _, listed := allowed[d]; listed || skipDir(d) {
+			continue
+		}
+		if p, err := build.ImportDir(d, 0); err == nil && p.Name != "" && len(p.GoFiles) > 0 {
+			t.Errorf("package %s is not in the dependency rules of architecture_test.go", d)
+		}
+	}
+}
+
+func skipDir(d string) bool {
+	return d == "bench" || strings.HasPrefix(d, "test") || strings.HasPrefix(d, ".")
+}
+
+func moduleImports(t *testing.T, dir string) []string {
+	t.Helper()
+	p, err := build.ImportDir(dir, 0)
+	if err != nil {
+		t.Fatalf("%s: %v", dir, err)
+	}
+	var out []string
+	for _, imp := range p.Imports {
+		if rest, ok := strings.CutPrefix(imp, module+"/"); ok {
+			out = append(out, rest)
+		}
+	}
+	return out
+}

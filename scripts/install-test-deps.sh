@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Installs the registry clients the end-to-end tests drive (skopeo, podman,
+# containerd/ctr, crun, crane, regctl) when they are missing. With --bench it
+# also installs what bench/ compares against (nginx, wrk, hyperfine and the
+# reference registry). Idempotent: prints one line per thing it installs and
+# nothing when everything is present.
+set -euo pipefail
+
+orig_path="$PATH"
+bench=0
+for arg in "$@"; do
+	case "$arg" in
+	--bench) bench=1 ;;
+	-h | --help)
+		echo "usage: $0 [--bench]"
+		exit 0
+		;;
+	*)
+		echo "install-test-deps: unknown argument: $arg" >&2
+		exit 2
+		;;
+	esac
+done
+
+# Fresh machines have Go in /usr/local/go without it necessarily being on PATH.
+if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
+	export PATH="/usr/local/go/bin:$PATH"
+fi
+if ! command -v go >/dev/null 2>&1; then
+	echo "install-test-deps: go not found on PATH" >&2
+	exit 1
+fi
+gobin="$(go env GOBIN)"
+[ -n "$gobin" ] || gobin="$(go env GOPATH)/bin"
+export PATH="$PATH:$gobin"
+# nginx lives in /usr/sbin, which is not on every user's PATH.
+export PATH="$PATH:/usr/sbin:/sbin"
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+	sudo="sudo"
+fi
+
+# have CMD: is CMD runnable?
+have() { command -v "$1" >/dev/null 2>&1; }
+
+# quietly CMD...: run CMD with its output kept aside, shown only if it fails.
+quietly() {
+	local log rc=0
+	log="$(mktemp)"
+	"$@" >"$log" 2>&1 || rc=$?
+	if [ "$rc" -ne 0 ]; then
+		cat "$log" >&2
+		echo "install-test-deps: failed ($rc): $*" >&2
+		rm -f "$log"
+		exit 1
+	fi
+	rm -f "$log"
+}
+
+apt_updated=0
+# apt_install CMD PKG: install Debian package PKG unless CMD is already present.
+apt_install() {
+	local cmd="$1" pkg="$2"
+	have "$cmd" && return 0
+	if [ "$apt_updated" -eq 0 ]; then
+		quietly $sudo apt-get update
+		apt_updated=1
+	fi
+	echo "install-test-deps: apt-get install $pkg"
+	quietly $sudo env DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y --no-install-recommends "$pkg"
+	if ! have "$cmd"; then
+		echo "install-test-deps: $pkg installed but $cmd is still not on PATH" >&2
+		exit 1
+	fi
+}
+
+# go_install CMD MODULE@VERSION: go install MODULE unless CMD is already present.
+go_install() {
+	local cmd="$1" mod="$2"
+	have "$cmd" && return 0
+	echo "install-test-deps: go install $mod"
+	# Outside the module, and without the caller's GOFLAGS (-mod=vendor would
+	# break it), so the project's go.mod is neither read nor touched.
+	(cd / && quietly env GOFLAGS= go install "$mod")
+	if ! have "$cmd"; then
+		echo "install-test-deps: $mod installed but $cmd is not in $gobin" >&2
+		exit 1
+	fi
+}
+
+apt_install skopeo skopeo
+apt_install podman podman
+apt_install containerd containerd # also ships ctr
+apt_install crun crun
+go_install crane github.com/google/go-containerregistry/cmd/crane@v0.22.1
+go_install regctl github.com/regclient/regclient/cmd/regctl@v0.11.7
+
+if [ "$bench" -eq 1 ]; then
+	apt_install nginx nginx
+	apt_install wrk wrk
+	apt_install hyperfine hyperfine
+	go_install registry github.com/distribution/distribution/v3/cmd/registry@v3.1.2
+fi
+
+case ":$orig_path:" in
+*":$gobin:"*) ;;
+*) echo "install-test-deps: note: add $gobin to PATH (export PATH=\"\$PATH:$gobin\")" ;;
+esac

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The project's test command: static checks, unit and integration tests with
+# the race detector, short fuzz runs, then the end-to-end tests that drive real
+# registry clients (skopeo, crane, regctl, podman, containerd) through a real
+# pullcache binary. Exits non-zero on the first failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+start=$SECONDS
+
+step() { printf '\n==> %s  (at %ds)\n' "$*" "$((SECONDS - start))"; }
+fail() {
+	printf '\nFAIL: %s\n' "$*" >&2
+	exit 1
+}
+
+if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
+	export PATH="/usr/local/go/bin:$PATH"
+fi
+command -v go >/dev/null 2>&1 || fail "go not found on PATH"
+gobin="$(go env GOBIN)"
+[ -n "$gobin" ] || gobin="$(go env GOPATH)/bin"
+export PATH="$PATH:$gobin:/usr/sbin:/sbin"
+
+step "install test dependencies"
+./scripts/install-test-deps.sh || fail "installing test dependencies"
+
+step "gofmt"
+unformatted="$(gofmt -l .)"
+[ -z "$unformatted" ] || fail "gofmt -l reports unformatted files (run gofmt -w):
+$unformatted"
+
+step "go vet"
+go vet ./... || fail "go vet"
+
+step "go test -race (unit and integration; includes the dependency-direction test)"
+# The e2e package skips itself without PULLCACHE_E2E; make sure it does here.
+env -u PULLCACHE_E2E go test -race -count=1 ./... || fail "go test -race"
+
+# fuzz: every Fuzz* target in the module, 10 s each. `go test -list` prints a
+# package's matching names followed by its "ok <pkg>" line; packages without
+# tests print "? <pkg> [no test files]". Zero targets is fine.
+step "fuzz (10s per target)"
+fuzz_list="$(env -u PULLCACHE_E2E go test -list '^Fuzz' ./...)" || fail "go test -list '^Fuzz' ./...:
+$fuzz_list"
+targets=()
+names=()
+while IFS= read -r line; do
+	case "$line" in
+	Fuzz*) names+=("$line") ;;
+	ok*)
+		pkg="$(awk '{print $2}' <<<"$line")"
+		for n in "${names[@]}"; do targets+=("$pkg $n"); done
+		names=()
+		;;
+	esac
+done <<<"$fuzz_list"
+if [ "${#targets[@]}" -eq 0 ]; then
+	echo "no fuzz targets"
+fi
+for target in "${targets[@]}"; do
+	pkg="${target%% *}"
+	name="${target#* }"
+	echo "--- fuzz $pkg $name"
+	go test -run '^$' -fuzz "^${name}\$" -fuzztime=10s "$pkg" || fail "fuzz $pkg $name"
+done
+
+step "end-to-end tests (real clients through a real pullcache)"
+PULLCACHE_E2E=1 go test -count=1 -timeout 20m -v ./test/e2e/... || fail "end-to-end tests"
+
+printf '\nPASS: all checks (%ds)\n' "$((SECONDS - start))"
