@@ -1,11 +1,11 @@
 package cache
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -212,31 +212,8 @@ func (s *Store) TagList(r Repo) ([]string, time.Time, error) {
 	return rec.Tags, rec.Fetched, nil
 }
 
-// writeSmallBlob writes bytes already verified against h (the caller hashed
-// them) atomically: temp file, fsync, rename.
+// writeSmallBlob writes bytes already in memory (a manifest), verified
+// against h like any blob.
 func (s *Store) writeSmallBlob(h v1.Hash, b []byte) error {
-	dst := s.blobPath(h)
-	if _, err := os.Stat(dst); err == nil {
-		return nil
-	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o750); err != nil {
-		return fmt.Errorf("create blob dir: %w", err)
-	}
-	tmp, err := os.CreateTemp(filepath.Join(s.dir, "tmp"), h.Hex+"-*")
-	if err != nil {
-		return fmt.Errorf("create temp file: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write blob: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("sync blob: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("close blob: %w", err)
-	}
-	return os.Rename(tmp.Name(), dst)
+	return s.PutBlob(h, int64(len(b)), bytes.NewReader(b))
 }

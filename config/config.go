@@ -39,6 +39,9 @@ type Config struct {
 	FillTimeout Duration `yaml:"fill_timeout"`
 	// StallTimeout aborts an upstream fetch that sends no byte for this long. Default 60s.
 	StallTimeout Duration `yaml:"stall_timeout"`
+	// Offline serves only cached content and never contacts an upstream.
+	// Default false.
+	Offline bool `yaml:"offline"`
 	// Log configures the log output.
 	Log Log `yaml:"log"`
 }

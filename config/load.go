@@ -19,26 +19,47 @@ import (
 type setting struct {
 	flag, env, usage string
 	apply            func(*Config, string) error
+	// boolean flags may be given bare (--offline means --offline=true).
+	boolean bool
 }
 
 var settings = []setting{
-	{"listen", "PULLCACHE_LISTEN", "address to listen on (default :5000)", func(c *Config, v string) error { c.Listen = v; return nil }},
-	{"data", "PULLCACHE_DATA", "data directory (default ./pullcache-data)", func(c *Config, v string) error { c.Data = v; return nil }},
+	{"listen", "PULLCACHE_LISTEN", "address to listen on (default :5000)", func(c *Config, v string) error { c.Listen = v; return nil }, false},
+	{"data", "PULLCACHE_DATA", "data directory (default ./pullcache-data)", func(c *Config, v string) error { c.Data = v; return nil }, false},
 	{"tag-ttl", "PULLCACHE_TAG_TTL", "how long a tag is trusted before one upstream HEAD revalidates it (default 5m)", func(c *Config, v string) error {
 		return c.TagTTL.UnmarshalText([]byte(v))
-	}},
-	{"default-registry", "PULLCACHE_DEFAULT_REGISTRY", "registry for requests that name none (default docker.io)", func(c *Config, v string) error { c.DefaultRegistry = v; return nil }},
+	}, false},
+	{"default-registry", "PULLCACHE_DEFAULT_REGISTRY", "registry for requests that name none (default docker.io)", func(c *Config, v string) error { c.DefaultRegistry = v; return nil }, false},
 	{"prefetch", "PULLCACHE_PREFETCH", "prefetch the blobs of fetched manifests (default true)", func(c *Config, v string) error {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return fmt.Errorf("want true or false, got %q", v)
-		}
+		b, err := parseBool(v)
 		c.Prefetch = &b
-		return nil
-	}},
-	{"log-level", "PULLCACHE_LOG_LEVEL", "debug, info, warn or error (default info)", func(c *Config, v string) error { c.Log.Level = v; return nil }},
-	{"log-format", "PULLCACHE_LOG_FORMAT", "text or json (default text)", func(c *Config, v string) error { c.Log.Format = v; return nil }},
+		return err
+	}, true},
+	{"offline", "PULLCACHE_OFFLINE", "serve only cached content; never contact an upstream (default false)", func(c *Config, v string) (err error) {
+		c.Offline, err = parseBool(v)
+		return err
+	}, true},
+	{"log-level", "PULLCACHE_LOG_LEVEL", "debug, info, warn or error (default info)", func(c *Config, v string) error { c.Log.Level = v; return nil }, false},
+	{"log-format", "PULLCACHE_LOG_FORMAT", "text or json (default text)", func(c *Config, v string) error { c.Log.Format = v; return nil }, false},
 }
+
+func parseBool(v string) (bool, error) {
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("want true or false, got %q", v)
+	}
+	return b, nil
+}
+
+// flagValue holds a flag's text until Load applies it.
+type flagValue struct {
+	v       string
+	boolean bool
+}
+
+func (f *flagValue) String() string     { return f.v }
+func (f *flagValue) Set(v string) error { f.v = v; return nil }
+func (f *flagValue) IsBoolFlag() bool   { return f.boolean }
 
 // upstreamEnv holds comma-separated REGISTRY=URL pairs.
 const upstreamEnv = "PULLCACHE_UPSTREAM"
@@ -48,19 +69,21 @@ type Flags struct {
 	fs        *flag.FlagSet
 	file      string
 	upstreams []string
-	values    map[string]*string
+	values    map[string]*flagValue
 }
 
 // RegisterFlags defines the configuration flags on fs.
 func RegisterFlags(fs *flag.FlagSet) *Flags {
-	f := &Flags{fs: fs, values: map[string]*string{}}
+	f := &Flags{fs: fs, values: map[string]*flagValue{}}
 	fs.StringVar(&f.file, "config", "", "YAML configuration file (env PULLCACHE_CONFIG)")
 	fs.Func("upstream", "REGISTRY=URL: serve REGISTRY from URL; repeatable (env "+upstreamEnv+", comma-separated)", func(v string) error {
 		f.upstreams = append(f.upstreams, v)
 		return nil
 	})
 	for _, s := range settings {
-		f.values[s.flag] = fs.String(s.flag, "", s.usage+" (env "+s.env+")")
+		v := &flagValue{boolean: s.boolean}
+		fs.Var(v, s.flag, s.usage+" (env "+s.env+")")
+		f.values[s.flag] = v
 	}
 	return f
 }
@@ -131,7 +154,7 @@ func (f *Flags) applyFlags(cfg *Config) error {
 	f.fs.Visit(func(fl *flag.Flag) {
 		for _, s := range settings {
 			if s.flag == fl.Name && err == nil {
-				if e := s.apply(cfg, *f.values[s.flag]); e != nil {
+				if e := s.apply(cfg, f.values[s.flag].v); e != nil {
 					err = fmt.Errorf("--%s: %w", s.flag, e)
 				}
 			}

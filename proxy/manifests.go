@@ -113,7 +113,7 @@ func (s *Server) manifestByTag(ctx context.Context, up Upstream, repo cache.Repo
 	if err != nil {
 		return nil, "", err
 	}
-	if s.opts.Now().Sub(t.Confirmed) < s.opts.TagTTL {
+	if s.opts.Offline || s.opts.Now().Sub(t.Confirmed) < s.opts.TagTTL {
 		return cached, fromCache, nil
 	}
 	return s.revalidate(ctx, up, repo, tag, cached)

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/pullcache/pullcache/cache"
 )
 
 func TestBase(t *testing.T) {
@@ -453,3 +455,51 @@ func TestBearerTokenUpstream(t *testing.T) {
 		t.Errorf("token requests = %d, want 1 (kept per repository)", n)
 	}
 }
+
+func withOffline() envOption { return func(o *Options, _ *cache.Options) { o.Offline = true } }
+
+func TestOfflineServesCacheAndNeverCallsUpstream(t *testing.T) {
+	up := newFakeUpstream(t)
+	img := randomImage(t, 1024, 1)
+	d := up.push("library/app:v1", img)
+	up.push("library/cold:v1", randomImage(t, 256, 1))
+	ld, want := layerBytes(t, img, 0)
+	dir := t.TempDir()
+	online := newEnvIn(t, up, dir, withPrefetch(false))
+	online.get("/v2/library/app/manifests/v1", "Accept", acceptAll)
+	online.get("/v2/library/app/blobs/" + ld.String())
+	online.stop()
+	before := up.calls("")
+
+	e := newEnvIn(t, up, dir, withOffline())
+	e.clock.advance(24 * time.Hour) // far past the tag TTL: no revalidation offline
+	r := e.get("/v2/library/app/manifests/v1", "Accept", acceptAll)
+	if r.status != 200 || r.header.Get("Docker-Content-Digest") != d.String() {
+		t.Fatalf("cached tag offline: status %d: %s", r.status, r.body)
+	}
+	if r := e.get("/v2/library/app/blobs/" + ld.String()); !bytes.Equal(r.body, want) {
+		t.Errorf("cached blob offline: status %d", r.status)
+	}
+	if r := e.get("/v2/library/app/tags/list"); r.status != 200 || string(r.body) != `{"name":"library/app","tags":["v1"]}` {
+		t.Errorf("tag list offline: status %d body %s", r.status, r.body)
+	}
+	for path, code := range map[string]string{
+		"/v2/library/cold/manifests/v1":                     CodeManifestUnknown,
+		"/v2/library/cold/blobs/sha256:" + digestHex(want): CodeBlobUnknown,
+		"/v2/library/cold/tags/list":                        CodeNameUnknown,
+	} {
+		r := e.get(path, "Accept", acceptAll)
+		if r.status != 404 {
+			t.Errorf("%s offline: status %d", path, r.status)
+			continue
+		}
+		if c := errorCode(t, r); c != code {
+			t.Errorf("%s offline: code %s, want %s", path, c, code)
+		}
+	}
+	if n := up.calls(""); n != before {
+		t.Errorf("offline mirror sent %d requests upstream", n-before)
+	}
+}
+
+func digestHex(b []byte) string { return fmt.Sprintf("%x", sha256.Sum256(b)) }

@@ -51,6 +51,9 @@ type Options struct {
 	PrefetchConcurrency int
 	// UpstreamTimeout bounds a manifest or tag-list fetch. Default 60s.
 	UpstreamTimeout time.Duration
+	// Offline serves only what is cached: no upstream is ever contacted,
+	// tags resolve to the last digest known, and anything else is unknown.
+	Offline bool
 	// Logger receives one line per request. Default: discard.
 	Logger *slog.Logger
 	// Metrics registers the server's metrics. Default: none registered.
@@ -93,6 +96,13 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.Offline {
+		regs := make(map[string]Upstream, len(opts.Registries))
+		for name := range opts.Registries {
+			regs[name] = offlineUpstream{}
+		}
+		opts.Registries = regs
 	}
 	m, err := newMetrics(opts.Metrics)
 	if err != nil {

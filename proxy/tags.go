@@ -54,6 +54,14 @@ func (s *Server) tagList(ctx context.Context, up Upstream, repo cache.Repo) ([]s
 	if cerr == nil && s.opts.Now().Sub(fetched) < s.opts.TagTTL {
 		return cached, fromCache, nil
 	}
+	if errors.Is(cerr, cache.ErrNotFound) {
+		// No list fetched yet: the tags the store resolved or imported are
+		// the last known list.
+		cached, cerr = s.knownTags(repo)
+	}
+	if s.opts.Offline && cerr == nil {
+		return cached, fromCache, nil
+	}
 	v, err := s.flight(ctx, "tags "+repo.String(), func(ctx context.Context) (any, error) {
 		tags, err := up.Tags(ctx, repo.Name)
 		if err != nil {
@@ -77,6 +85,15 @@ func (s *Server) tagList(ctx context.Context, up Upstream, repo cache.Repo) ([]s
 		return nil, "", err
 	}
 	return nil, "", errors.Join(err, cerr)
+}
+
+func (s *Server) knownTags(repo cache.Repo) ([]string, error) {
+	var tags []string
+	err := s.store.RepoTags(repo, func(tag string) { tags = append(tags, tag) })
+	if err == nil && len(tags) == 0 {
+		err = cache.ErrNotFound
+	}
+	return tags, err
 }
 
 // pageTags returns the tags after last (lexically), at most n of them (n <

@@ -58,7 +58,8 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.Handle("/", srv)
-	log.Info("listening", "addr", ln.Addr().String(), "data", cfg.Data, "registries", strings.Join(cfg.RegistryNames(), ","))
+	log.Info("listening", "addr", ln.Addr().String(), "data", cfg.Data,
+		"registries", strings.Join(cfg.RegistryNames(), ","), "offline", cfg.Offline)
 	return serveUntilSignal(ctx, ln, mux, log)
 }
 
@@ -115,7 +116,8 @@ func newProxy(cfg config.Config, store *cache.Store, log *slog.Logger, reg prome
 		Registries:          ups,
 		DefaultRegistry:     cfg.DefaultRegistry,
 		TagTTL:              time.Duration(cfg.TagTTL),
-		Prefetch:            cfg.PrefetchEnabled(),
+		Prefetch:            cfg.PrefetchEnabled() && !cfg.Offline,
+		Offline:             cfg.Offline,
 		PrefetchConcurrency: cfg.PrefetchConcurrency,
 		Logger:              log,
 		Metrics:             reg,

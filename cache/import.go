@@ -1,0 +1,196 @@
+package cache
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// pinKey marks a digest that expiry and eviction must keep (imported
+// content).
+func pinKey(h v1.Hash) []byte { return []byte("p:" + h.String()) }
+
+// PutBlob writes a blob from r: it is hashed on its way to a temp file and
+// committed only if it has size bytes (size < 0: any) that hash to h. A
+// blob already committed is left alone (r is not read).
+func (s *Store) PutBlob(h v1.Hash, size int64, r io.Reader) error {
+	dst := s.blobPath(h)
+	if _, err := os.Stat(dst); err == nil {
+		return nil
+	}
+	hasher, err := v1.Hasher(h.Algorithm)
+	if err != nil {
+		return fmt.Errorf("blob %s: %w", h, err)
+	}
+	tmp, err := os.CreateTemp(filepath.Join(s.dir, "tmp"), h.Hex+"-*")
+	if err != nil {
+		return fmt.Errorf("create temp file: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	n, err := io.Copy(io.MultiWriter(tmp, hasher), r)
+	if err == nil && size >= 0 && n != size {
+		err = fmt.Errorf("%w: blob %s has %d bytes, want %d", ErrSizeMismatch, h, n, size)
+	}
+	if got := fmt.Sprintf("%x", hasher.Sum(nil)); err == nil && got != h.Hex {
+		err = fmt.Errorf("%w: blob %s hashes to %s:%s", ErrDigestMismatch, h, h.Algorithm, got)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o750); err != nil {
+		return fmt.Errorf("create blob dir: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), dst); err != nil {
+		return fmt.Errorf("commit blob: %w", err)
+	}
+	return s.putBlobSize(h, n)
+}
+
+// ImportImage commits imported manifests (an index and its image
+// manifests, or one image manifest) in one index transaction: each
+// manifest's record, links from repo to it and everything it references,
+// the tags (pointing at the first manifest), and a pin on every digest so
+// expiry never removes them. Every blob and child manifest they reference
+// must already be committed; manifests are written here. Either all of it
+// lands or none of it does.
+func (s *Store) ImportImage(repo Repo, tags []string, manifests []*Manifest, at time.Time) error {
+	if len(manifests) == 0 {
+		return errors.New("import: no manifest")
+	}
+	for _, m := range manifests {
+		if err := s.PutBlob(m.Digest, int64(len(m.Bytes)), bytes.NewReader(m.Bytes)); err != nil {
+			return fmt.Errorf("import manifest %s: %w", m.Digest, err)
+		}
+	}
+	for _, m := range manifests {
+		for _, d := range m.Refs {
+			if !s.HasBlob(d.Digest) {
+				return fmt.Errorf("import %s: %s references %s, which is not in the store", repo, m.Digest, d.Digest)
+			}
+		}
+	}
+	err := s.db.Update(func(txn *badger.Txn) error {
+		for _, m := range manifests {
+			if err := importManifest(txn, repo, m); err != nil {
+				return err
+			}
+		}
+		for _, tag := range tags {
+			if err := setJSON(txn, tagKey(repo, tag), Tag{Digest: manifests[0].Digest, Confirmed: at}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("import %s: %w", repo, err)
+	}
+	for _, tag := range tags {
+		s.hotTag.Add(hotTagKey(repo, tag), Tag{Digest: manifests[0].Digest, Confirmed: at})
+	}
+	return nil
+}
+
+func importManifest(txn *badger.Txn, repo Repo, m *Manifest) error {
+	if err := setJSON(txn, manifestKey(m.Digest), m.record()); err != nil {
+		return err
+	}
+	for _, h := range append([]v1.Hash{m.Digest}, refDigests(m)...) {
+		if err := txn.Set(linkKey(repo, h), nil); err != nil {
+			return err
+		}
+		if err := txn.Set(pinKey(h), nil); err != nil {
+			return err
+		}
+	}
+	for _, d := range m.Refs {
+		if err := setJSON(txn, blobKey(d.Digest), blobRecord{Size: d.Size}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func refDigests(m *Manifest) []v1.Hash {
+	out := make([]v1.Hash, 0, len(m.Refs))
+	for _, d := range m.Refs {
+		out = append(out, d.Digest)
+	}
+	return out
+}
+
+// Pinned reports whether h was imported and must be kept.
+func (s *Store) Pinned(h v1.Hash) bool {
+	err := s.db.View(func(txn *badger.Txn) error {
+		_, err := txn.Get(pinKey(h))
+		return err
+	})
+	return err == nil
+}
+
+// Tags calls fn for every tag in the store, in key order, stopping at the
+// first error fn returns.
+func (s *Store) Tags(fn func(repo Repo, tag string, t Tag) error) error {
+	return s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.DefaultIteratorOptions)
+		defer it.Close()
+		prefix := []byte("t:")
+		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+			repo, tag, ok := parseTagKey(string(it.Item().Key()))
+			if !ok {
+				continue
+			}
+			var t Tag
+			if err := readJSON(txn, it.Item().KeyCopy(nil), &t); err != nil {
+				return err
+			}
+			if err := fn(repo, tag, t); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// RepoTags calls fn with every tag of repo the store knows, sorted.
+func (s *Store) RepoTags(repo Repo, fn func(tag string)) error {
+	prefix := []byte("t:" + repo.String() + ":")
+	return s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.PrefetchValues = false
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+			if tag := string(it.Item().Key()[len(prefix):]); !strings.Contains(tag, "/") {
+				fn(tag)
+			}
+		}
+		return nil
+	})
+}
+
+// parseTagKey splits "t:<registry>/<name>:<tag>"; a tag has no ':' and a
+// registry no '/', so the split is unambiguous even with a port.
+func parseTagKey(k string) (Repo, string, bool) {
+	rest := strings.TrimPrefix(k, "t:")
+	i := strings.LastIndex(rest, ":")
+	j := strings.Index(rest, "/")
+	if i < 0 || j < 0 || j > i {
+		return Repo{}, "", false
+	}
+	return Repo{Registry: rest[:j], Name: rest[j+1 : i]}, rest[i+1:], true
+}
