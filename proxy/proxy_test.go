@@ -484,9 +484,9 @@ func TestOfflineServesCacheAndNeverCallsUpstream(t *testing.T) {
 		t.Errorf("tag list offline: status %d body %s", r.status, r.body)
 	}
 	for path, code := range map[string]string{
-		"/v2/library/cold/manifests/v1":                     CodeManifestUnknown,
+		"/v2/library/cold/manifests/v1":                    CodeManifestUnknown,
 		"/v2/library/cold/blobs/sha256:" + digestHex(want): CodeBlobUnknown,
-		"/v2/library/cold/tags/list":                        CodeNameUnknown,
+		"/v2/library/cold/tags/list":                       CodeNameUnknown,
 	} {
 		r := e.get(path, "Accept", acceptAll)
 		if r.status != 404 {
