@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -30,6 +31,13 @@ type Config struct {
 	// Registries maps a registry name (docker.io, ghcr.io, host:port) to its
 	// settings. Default: docker.io only.
 	Registries map[string]Registry `yaml:"registries"`
+	// Hosts maps a Host header (without port) to a registry name, for
+	// mirrors reached under one host name per registry. Default: none.
+	Hosts map[string]string `yaml:"hosts"`
+	// Allow lists patterns of registry names reachable without their own
+	// entry in Registries, with default settings ("*.example.com" matches
+	// any subdomain). Default: none, so only configured registries are.
+	Allow []string `yaml:"allow"`
 	// Prefetch makes a manifest fetched from upstream start fetching the blobs
 	// it references. Default true.
 	Prefetch *bool `yaml:"prefetch"`
@@ -48,9 +56,31 @@ type Config struct {
 
 // Registry is one upstream registry.
 type Registry struct {
-	// Endpoints are the base URLs tried in order. Default: https://registry-1.docker.io
-	// for docker.io, https://NAME for any other name.
+	// Endpoints are the base URLs tried in order (failover). Default:
+	// https://registry-1.docker.io for docker.io, https://NAME otherwise.
 	Endpoints []string `yaml:"endpoints"`
+	// Username and Password authenticate to the registry (Basic, or to its
+	// token service). Default: anonymous.
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+	// PasswordEnv names an environment variable holding the password.
+	PasswordEnv string `yaml:"password_env"`
+	// Keychain takes credentials from docker's config.json and credential
+	// helpers, as docker login stored them. Default false.
+	Keychain bool `yaml:"keychain"`
+	// CAFile is a PEM bundle of CAs to trust for this registry, besides the
+	// system's. CertFile and KeyFile are a client certificate.
+	CAFile   string `yaml:"ca_file"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// LAN allows connections and redirects to private, loopback and
+	// link-local addresses. Default: true when every endpoint is such an
+	// address (or localhost), false otherwise.
+	LAN *bool `yaml:"lan"`
+	// MaxConcurrency bounds requests in flight to this registry. Default 32.
+	MaxConcurrency int `yaml:"max_concurrency"`
+	// Timeout bounds connecting and waiting for response headers. Default 30s.
+	Timeout Duration `yaml:"timeout"`
 }
 
 // Log configures logging.
@@ -139,7 +169,9 @@ func (c *Config) SetUpstream(spec string) error {
 	if c.Registries == nil {
 		c.Registries = map[string]Registry{}
 	}
-	c.Registries[name] = Registry{Endpoints: []string{raw}}
+	r := c.Registries[name]
+	r.Endpoints = []string{raw}
+	c.Registries[name] = r
 	return nil
 }
 
@@ -168,6 +200,16 @@ func (c Config) Validate() error {
 	for _, name := range c.RegistryNames() {
 		errs = append(errs, validRegistry(name, c.Registries[name]))
 	}
+	for host, reg := range c.Hosts {
+		if _, ok := c.Registries[reg]; !ok {
+			errs = append(errs, fmt.Errorf("hosts.%s: registry %q is not configured", host, reg))
+		}
+	}
+	for _, p := range c.Allow {
+		if _, err := path.Match(p, "x"); err != nil || p == "" {
+			errs = append(errs, fmt.Errorf("allow: %q is not a valid pattern", p))
+		}
+	}
 	errs = append(errs, validLog(c.Log))
 	return errors.Join(errs...)
 }
@@ -181,7 +223,49 @@ func validRegistry(name string, r Registry) error {
 			return fmt.Errorf("registries.%s.endpoints: %w", name, err)
 		}
 	}
+	if (r.CertFile == "") != (r.KeyFile == "") {
+		return fmt.Errorf("registries.%s: cert_file and key_file go together", name)
+	}
+	if r.Password != "" && r.PasswordEnv != "" {
+		return fmt.Errorf("registries.%s: give password or password_env, not both", name)
+	}
+	if r.MaxConcurrency < 0 || r.Timeout < 0 {
+		return fmt.Errorf("registries.%s: max_concurrency and timeout must not be negative", name)
+	}
 	return nil
+}
+
+// Allowed reports whether an unconfigured registry name matches Allow.
+func (c Config) Allowed(registry string) bool {
+	for _, p := range c.Allow {
+		if ok, _ := path.Match(p, registry); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// IsLAN reports whether r may reach private addresses: as configured, or
+// when every endpoint is a private, loopback or link-local address.
+func (c Config) IsLAN(name string) bool {
+	if lan := c.Registries[name].LAN; lan != nil {
+		return *lan
+	}
+	for _, ep := range c.EndpointsOf(name) {
+		u, err := url.Parse(ep)
+		if err != nil || !privateHost(u.Hostname()) {
+			return false
+		}
+	}
+	return true
+}
+
+func privateHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && (ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast())
 }
 
 func validEndpoint(raw string) error {

@@ -55,6 +55,28 @@ func (c *clock) advance(d time.Duration) {
 
 type envOption func(*Options, *cache.Options)
 
+// newRegistry is a client of a fake upstream for tests: one endpoint, no
+// retries unless opts say so, idle connections closed at cleanup.
+func newRegistry(t *testing.T, name string, endpoints []string, opts ...func(*upstream.Options)) *upstream.Registry {
+	t.Helper()
+	tr := upstream.Transport(upstream.Timeouts{Dial: time.Second, TLSHandshake: time.Second, ResponseHeader: 5 * time.Second})
+	t.Cleanup(tr.CloseIdleConnections)
+	o := upstream.Options{Name: name, Endpoints: endpoints, Transport: tr, Retry: &upstream.Retry{Attempts: 1}}
+	for _, f := range opts {
+		f(&o)
+	}
+	reg, err := upstream.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg
+}
+
+// withRegistry adds an upstream registry.
+func withRegistry(name string, up Upstream) envOption {
+	return func(o *Options, _ *cache.Options) { o.Registries[name] = up }
+}
+
 func withPrefetch(on bool) envOption {
 	return func(o *Options, _ *cache.Options) { o.Prefetch = on }
 }
@@ -67,12 +89,11 @@ func newEnvIn(t *testing.T, up *fakeUpstream, dir string, opts ...envOption) *en
 	t.Helper()
 	e := &env{t: t, up: up, dir: dir, clock: &clock{now: time.Unix(1_700_000_000, 0)}}
 	co := cache.Options{Dir: dir, StallTimeout: 5 * time.Second}
-	tr := upstream.Transport(upstream.Timeouts{Dial: time.Second, TLSHandshake: time.Second, ResponseHeader: 5 * time.Second})
-	reg, err := upstream.New(upstream.Options{Name: "docker.io", Endpoint: up.srv.URL, Transport: tr})
-	if err != nil {
-		t.Fatal(err)
+	var err error
+	po := Options{Registries: map[string]Upstream{}, TagTTL: time.Minute, Now: e.clock.Now, PrefetchConcurrency: 2}
+	if up != nil {
+		po.Registries["docker.io"] = newRegistry(t, "docker.io", []string{up.srv.URL})
 	}
-	po := Options{Registries: map[string]Upstream{"docker.io": reg}, TagTTL: time.Minute, Now: e.clock.Now, PrefetchConcurrency: 2}
 	for _, o := range opts {
 		o(&po, &co)
 	}
@@ -93,7 +114,6 @@ func newEnvIn(t *testing.T, up *fakeUpstream, dir string, opts ...envOption) *en
 		e.srv.Close()
 		e.store.Close()
 		ctr.CloseIdleConnections()
-		tr.CloseIdleConnections()
 	})
 	return e
 }

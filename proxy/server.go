@@ -13,6 +13,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -41,6 +42,11 @@ type Options struct {
 	Store *cache.Store
 	// Registries are the upstreams by registry name; at least one.
 	Registries map[string]Upstream
+	// Hosts maps a request's Host (without port) to a registry. Default none.
+	Hosts map[string]string
+	// Allow, if set, is asked for a registry that is not in Registries; it
+	// returns a client when the registry is allowed. Default: none allowed.
+	Allow func(registry string) (Upstream, bool)
 	// DefaultRegistry serves requests that name none. Default docker.io.
 	DefaultRegistry string
 	// TagTTL is how long a tag is served without asking upstream. Default 5m.
@@ -69,6 +75,7 @@ type Server struct {
 	log      *slog.Logger
 	metrics  *metrics
 	flights  singleflight.Group
+	allowed  sync.Map // registry name → Upstream, built by Allow
 	bg       sync.WaitGroup
 	bgCtx    context.Context
 	bgCancel context.CancelFunc
@@ -149,7 +156,7 @@ func (s *Server) dispatch(w *recorder, r *http.Request, req Request) error {
 		_, err := w.Write([]byte("{}"))
 		return err
 	}
-	up, req, err := s.resolve(req)
+	up, req, err := s.resolve(req, r.Host)
 	if err != nil {
 		return err
 	}
@@ -164,20 +171,49 @@ func (s *Server) dispatch(w *recorder, r *http.Request, req Request) error {
 	}
 }
 
-// resolve finds the upstream of a request. A registry that is not
-// configured is refused before anything leaves the machine: the mirror is
-// never an open proxy.
-func (s *Server) resolve(req Request) (Upstream, Request, error) {
+// resolve finds the upstream of a request: ns= or a path prefix (parsed
+// already), else the Host header, else the default registry. A registry
+// that is not configured (nor allowed) is refused before anything leaves
+// the machine: the mirror is never an open proxy.
+func (s *Server) resolve(req Request, host string) (Upstream, Request, error) {
 	name := req.Registry
+	if name == "" {
+		name = s.opts.Hosts[hostOnly(host)]
+	}
 	if name == "" {
 		name = s.opts.DefaultRegistry
 	}
-	up, ok := s.opts.Registries[name]
-	if !ok || up == nil {
+	up, ok := s.upstreamFor(name)
+	if !ok {
 		return nil, req, newError(http.StatusNotFound, CodeNameUnknown,
 			"registry "+name+" is not configured on this mirror")
 	}
 	return up, req.withRegistry(name), nil
+}
+
+func (s *Server) upstreamFor(name string) (Upstream, bool) {
+	if up, ok := s.opts.Registries[name]; ok {
+		return up, true
+	}
+	if s.opts.Allow == nil || s.opts.Offline {
+		return nil, false
+	}
+	if up, ok := s.allowed.Load(name); ok {
+		return up.(Upstream), true
+	}
+	up, ok := s.opts.Allow(name)
+	if !ok {
+		return nil, false
+	}
+	up2, _ := s.allowed.LoadOrStore(name, up)
+	return up2.(Upstream), true
+}
+
+func hostOnly(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return strings.ToLower(h)
+	}
+	return strings.ToLower(hostport)
 }
 
 func notFoundFor(r Route) *Error {

@@ -33,16 +33,32 @@ type fakeUpstream struct {
 	// token, when set, makes the upstream demand a Bearer token from its
 	// /token endpoint, as Docker Hub does.
 	token string
+	// user and password, when set, make it demand Basic authentication.
+	user, password string
+	// setup is the transport test set-up pushes with.
+	setup http.RoundTripper
 }
 
 func newFakeUpstream(t *testing.T) *fakeUpstream {
 	u := &fakeUpstream{t: t, reg: registry.New(registry.Logger(log.New(io.Discard, "", 0))), counts: map[string]int{}}
 	u.srv = httptest.NewServer(http.HandlerFunc(u.serve))
+	u.setup = setupTransport{http.DefaultTransport}
 	t.Cleanup(u.srv.Close)
 	return u
 }
 
-func (u *fakeUpstream) host() string { return strings.TrimPrefix(u.srv.URL, "http://") }
+// newTLSFakeUpstream serves over TLS with a certificate of its own CA.
+func newTLSFakeUpstream(t *testing.T) *fakeUpstream {
+	u := &fakeUpstream{t: t, reg: registry.New(registry.Logger(log.New(io.Discard, "", 0))), counts: map[string]int{}}
+	u.srv = httptest.NewTLSServer(http.HandlerFunc(u.serve))
+	u.setup = setupTransport{u.srv.Client().Transport}
+	t.Cleanup(u.srv.Close)
+	return u
+}
+
+func (u *fakeUpstream) host() string {
+	return strings.TrimPrefix(strings.TrimPrefix(u.srv.URL, "http://"), "https://")
+}
 
 func (u *fakeUpstream) serve(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == "/token" {
@@ -50,6 +66,14 @@ func (u *fakeUpstream) serve(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"token":"`+u.token+`"}`)
 		return
+	}
+	if u.user != "" && !u.writing(r) {
+		if user, pass, ok := r.BasicAuth(); !ok || user != u.user || pass != u.password {
+			u.count("unauthorized")
+			w.Header().Set("WWW-Authenticate", `Basic realm="fake"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
 	}
 	if u.token != "" && !u.writing(r) && r.Header.Get("Authorization") != "Bearer "+u.token {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="`+u.srv.URL+`/token",service="fake"`)
@@ -114,12 +138,12 @@ func (u *fakeUpstream) setFault(f func(w http.ResponseWriter, r *http.Request) b
 }
 
 // setupTransport marks set-up requests so they are not counted.
-type setupTransport struct{}
+type setupTransport struct{ base http.RoundTripper }
 
-func (setupTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+func (s setupTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
 	r.Header.Set("X-Test-Setup", "1")
-	return http.DefaultTransport.RoundTrip(r)
+	return s.base.RoundTrip(r)
 }
 
 func (u *fakeUpstream) ref(repoTag string) name.Reference {
@@ -132,7 +156,7 @@ func (u *fakeUpstream) ref(repoTag string) name.Reference {
 
 func (u *fakeUpstream) push(repoTag string, img v1.Image) v1.Hash {
 	u.t.Helper()
-	if err := remote.Write(u.ref(repoTag), img, remote.WithTransport(setupTransport{})); err != nil {
+	if err := remote.Write(u.ref(repoTag), img, remote.WithTransport(u.setup)); err != nil {
 		u.t.Fatalf("push %s: %v", repoTag, err)
 	}
 	d, err := img.Digest()
@@ -144,7 +168,7 @@ func (u *fakeUpstream) push(repoTag string, img v1.Image) v1.Hash {
 
 func (u *fakeUpstream) pushIndex(repoTag string, idx v1.ImageIndex) v1.Hash {
 	u.t.Helper()
-	if err := remote.WriteIndex(u.ref(repoTag), idx, remote.WithTransport(setupTransport{})); err != nil {
+	if err := remote.WriteIndex(u.ref(repoTag), idx, remote.WithTransport(u.setup)); err != nil {
 		u.t.Fatalf("push %s: %v", repoTag, err)
 	}
 	d, err := idx.Digest()

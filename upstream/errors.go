@@ -39,15 +39,15 @@ func (k Kind) String() string {
 // Error is an upstream failure with its registry, operation and kind. Its
 // message never holds credentials (go-containerregistry redacts URLs).
 type Error struct {
-	Registry, Op, Repo string
-	Kind               Kind
+	Registry, Endpoint, Op, Repo string
+	Kind                         Kind
 	// RetryAfter is the delay a 429 asked for, if any.
 	RetryAfter time.Duration
 	Err        error
 }
 
 func (e *Error) Error() string {
-	return fmt.Sprintf("upstream %s: %s %s: %v", e.Registry, e.Op, e.Repo, e.Err)
+	return fmt.Sprintf("upstream %s (%s): %s %s: %v", e.Registry, e.Endpoint, e.Op, e.Repo, e.Err)
 }
 
 func (e *Error) Unwrap() error { return e.Err }
@@ -66,19 +66,20 @@ func KindOf(err error) Kind {
 
 var errInvalid = errors.New("invalid response")
 
-func (r *Registry) wrap(op, repo string, err error) error {
-	return r.wrapResp(op, repo, err, nil)
+func (r *Registry) wrap(op, repo, endpoint string, err error) error {
+	return r.wrapResp(op, repo, endpoint, err, nil)
 }
 
 // wrapResp is wrap with the response that failed, whose Retry-After a 429
 // carries.
-func (r *Registry) wrapResp(op, repo string, err error, resp *http.Response) error {
-	e := &Error{Registry: r.name, Op: op, Repo: repo, Err: err, Kind: classify(err)}
+func (r *Registry) wrapResp(op, repo, endpoint string, err error, resp *http.Response) error {
+	var prev *Error
+	if errors.As(err, &prev) {
+		return err
+	}
+	e := &Error{Registry: r.name, Endpoint: endpoint, Op: op, Repo: repo, Err: err, Kind: classify(err)}
 	if resp != nil && e.Kind == TooManyRequests {
 		e.RetryAfter = retryAfter(resp.Header.Get("Retry-After"))
-	}
-	if e.Kind != NotFound && e.Kind != Canceled {
-		r.log.Warn("upstream request failed", "registry", r.name, "op", op, "repo", repo, "kind", e.Kind.String(), "err", err)
 	}
 	return e
 }
@@ -90,6 +91,8 @@ func classify(err error) Kind {
 		return Canceled
 	case errors.Is(err, errInvalid):
 		return Invalid
+	case errors.Is(err, errPrivateAddress):
+		return Denied
 	case errors.As(err, &te):
 		return classifyStatus(te.StatusCode)
 	}

@@ -37,25 +37,25 @@ func acceptHeader(accept []string) http.Header {
 // types. Its digest is computed from the bytes; it must match ref when ref
 // is a digest, and the registry's Docker-Content-Digest when it sends one.
 func (r *Registry) GetManifest(ctx context.Context, repo, ref string, accept []string) (*Manifest, error) {
-	resp, err := r.do(ctx, http.MethodGet, repo, r.url(repo, "manifests", ref), acceptHeader(accept), http.StatusOK)
+	resp, err := r.do(ctx, http.MethodGet, repo, apiPath(repo, "manifests", ref), acceptHeader(accept), http.StatusOK)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
 	if resp.ContentLength > maxManifestSize {
-		return nil, r.wrap("GET manifest", repo, fmt.Errorf("%w: manifest of %d bytes exceeds %d", errInvalid, resp.ContentLength, maxManifestSize))
+		return nil, r.wrap("GET manifest", repo, "", fmt.Errorf("%w: manifest of %d bytes exceeds %d", errInvalid, resp.ContentLength, maxManifestSize))
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxManifestSize+1))
 	if err != nil {
-		return nil, r.wrap("GET manifest", repo, err)
+		return nil, r.wrap("GET manifest", repo, "", err)
 	}
 	if len(b) > maxManifestSize {
-		return nil, r.wrap("GET manifest", repo, fmt.Errorf("%w: manifest exceeds %d bytes", errInvalid, maxManifestSize))
+		return nil, r.wrap("GET manifest", repo, "", fmt.Errorf("%w: manifest exceeds %d bytes", errInvalid, maxManifestSize))
 	}
 	sum := sha256.Sum256(b)
 	h := v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}
 	if err := checkManifestDigest(h, ref, resp.Header.Get("Docker-Content-Digest")); err != nil {
-		return nil, r.wrap("GET manifest", repo, err)
+		return nil, r.wrap("GET manifest", repo, "", err)
 	}
 	return &Manifest{Bytes: b, MediaType: mediaType(resp.Header.Get("Content-Type")), Digest: h}, nil
 }
@@ -84,14 +84,14 @@ func mediaType(contentType string) string {
 // HeadManifest asks what ref points at without fetching it (Docker Hub does
 // not count HEADs against the pull rate limit).
 func (r *Registry) HeadManifest(ctx context.Context, repo, ref string, accept []string) (Descriptor, error) {
-	resp, err := r.do(ctx, http.MethodHead, repo, r.url(repo, "manifests", ref), acceptHeader(accept), http.StatusOK)
+	resp, err := r.do(ctx, http.MethodHead, repo, apiPath(repo, "manifests", ref), acceptHeader(accept), http.StatusOK)
 	if err != nil {
 		return Descriptor{}, err
 	}
 	resp.Body.Close()
 	h, err := v1.NewHash(resp.Header.Get("Docker-Content-Digest"))
 	if err != nil {
-		return Descriptor{}, r.wrap("HEAD manifest", repo, fmt.Errorf("%w: no usable Docker-Content-Digest: %v", errInvalid, err))
+		return Descriptor{}, r.wrap("HEAD manifest", repo, "", fmt.Errorf("%w: no usable Docker-Content-Digest: %v", errInvalid, err))
 	}
 	return Descriptor{Digest: h, MediaType: mediaType(resp.Header.Get("Content-Type")), Size: resp.ContentLength}, nil
 }
@@ -99,7 +99,7 @@ func (r *Registry) HeadManifest(ctx context.Context, repo, ref string, accept []
 // GetBlob opens a blob's bytes and returns them with the size the registry
 // announced (-1 if it did not). The caller verifies and closes the body.
 func (r *Registry) GetBlob(ctx context.Context, repo string, h v1.Hash) (io.ReadCloser, int64, error) {
-	resp, err := r.do(ctx, http.MethodGet, repo, r.url(repo, "blobs", h.String()), nil, http.StatusOK)
+	resp, err := r.do(ctx, http.MethodGet, repo, apiPath(repo, "blobs", h.String()), nil, http.StatusOK)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -108,7 +108,7 @@ func (r *Registry) GetBlob(ctx context.Context, repo string, h v1.Hash) (io.Read
 
 // HeadBlob asks whether repo has the blob, and its size.
 func (r *Registry) HeadBlob(ctx context.Context, repo string, h v1.Hash) (int64, error) {
-	resp, err := r.do(ctx, http.MethodHead, repo, r.url(repo, "blobs", h.String()), nil, http.StatusOK)
+	resp, err := r.do(ctx, http.MethodHead, repo, apiPath(repo, "blobs", h.String()), nil, http.StatusOK)
 	if err != nil {
 		return 0, err
 	}
@@ -121,7 +121,7 @@ const maxTagPages = 100
 
 // Tags fetches the repository's whole tag list, following Link pagination.
 func (r *Registry) Tags(ctx context.Context, repo string) ([]string, error) {
-	next := r.url(repo, "tags", "list")
+	next := apiPath(repo, "tags", "list")
 	var all []string
 	for page := 0; next != "" && page < maxTagPages; page++ {
 		tags, link, err := r.tagPage(ctx, repo, next)
@@ -144,28 +144,26 @@ func (r *Registry) tagPage(ctx context.Context, repo, pageURL string) ([]string,
 		Tags []string `json:"tags"`
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&body); err != nil {
-		return nil, "", r.wrap("GET tags", repo, fmt.Errorf("%w: tag list: %v", errInvalid, err))
+		return nil, "", r.wrap("GET tags", repo, "", fmt.Errorf("%w: tag list: %v", errInvalid, err))
 	}
-	return body.Tags, nextLink(resp, pageURL), nil
+	return body.Tags, nextLink(resp), nil
 }
 
-// nextLink resolves a `Link: <...>; rel="next"` header against the page URL.
-func nextLink(resp *http.Response, pageURL string) string {
-	link := resp.Header.Get("Link")
-	target, rest, ok := strings.Cut(link, ";")
+// apiPath is the path of a registry API object.
+func apiPath(repo, kind, ref string) string { return "/v2/" + repo + "/" + kind + "/" + ref }
+
+// nextLink is the path and query of a `Link: <...>; rel="next"` header:
+// the next page is asked of the same endpoint, whatever host it names.
+func nextLink(resp *http.Response) string {
+	target, rest, ok := strings.Cut(resp.Header.Get("Link"), ";")
 	if !ok || !strings.Contains(rest, `rel="next"`) {
 		return ""
 	}
-	target = strings.Trim(strings.TrimSpace(target), "<>")
-	base, err := url.Parse(pageURL)
-	if err != nil {
+	u, err := url.Parse(strings.Trim(strings.TrimSpace(target), "<>"))
+	if err != nil || !strings.HasPrefix(u.Path, "/v2/") {
 		return ""
 	}
-	ref, err := url.Parse(target)
-	if err != nil {
-		return ""
-	}
-	return base.ResolveReference(ref).String()
+	return u.RequestURI()
 }
 
 // SizeFromHeader parses a Content-Length value; -1 when absent or bad.

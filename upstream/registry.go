@@ -2,7 +2,8 @@
 // blob fetches, HEAD revalidation and tag lists, on go-containerregistry's
 // transports (ping, Basic and Bearer challenges, token refresh). Every
 // response goes through one check that reads the registry's error body and
-// classifies it (see Kind).
+// classifies it (see Kind). A registry may have several endpoints, tried in
+// order; idempotent requests are retried with jittered backoff.
 //
 // It does not cache and does not verify blob bytes: the cache verifies
 // while it writes, which is the one place every byte passes.
@@ -10,11 +11,14 @@ package upstream
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
+	"syscall"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -27,34 +31,95 @@ import (
 type Options struct {
 	// Name is the registry's name as clients know it, e.g. docker.io.
 	Name string
-	// Endpoint is the registry's base URL, e.g. https://registry-1.docker.io.
-	Endpoint string
+	// Endpoints are base URLs, tried in order; required.
+	Endpoints []string
 	// Auth authenticates to the registry. Default: anonymous.
 	Auth authn.Authenticator
-	// Transport is the base transport. Default: Transport(DefaultTimeouts).
+	// TLS configures TLS to the registry (CA bundle, client certificate).
+	// Default: the system's roots.
+	TLS *tls.Config
+	// LAN allows connections and redirects to loopback, link-local and
+	// private addresses. Default false: a public registry that redirects
+	// there is refused.
+	LAN bool
+	// MaxConcurrency bounds requests in flight to the registry (a blob
+	// counts until its body is closed). Default 32.
+	MaxConcurrency int
+	// Timeouts bound connecting and waiting for response headers.
+	// Default DefaultTimeouts.
+	Timeouts Timeouts
+	// Retry is the retry policy. Default DefaultRetry.
+	Retry *Retry
+	// Transport replaces the base transport (tests). Default: built from
+	// TLS and Timeouts.
 	Transport http.RoundTripper
-	// Logger receives one line per failed upstream request. Default: discard.
+	// Logger receives one line per failed attempt. Default: discard.
 	Logger *slog.Logger
 }
 
-// Registry is one upstream registry endpoint.
+// Registry is a client of one upstream registry.
 type Registry struct {
-	name   string
+	name      string
+	endpoints []*endpoint
+	auth      authn.Authenticator
+	base      http.RoundTripper
+	lan       bool
+	retry     Retry
+	sem       chan struct{}
+	log       *slog.Logger
+}
+
+// endpoint is one base URL of a registry, with its authorised transports.
+type endpoint struct {
+	host   string
 	reg    name.Registry
-	auth   authn.Authenticator
-	base   http.RoundTripper
-	log    *slog.Logger
 	scoped *lru.Cache[string, http.RoundTripper]
+	health health
 }
 
 // maxManifestSize bounds a manifest body, as the reference registry does.
 const maxManifestSize = 4 << 20
 
-// New returns a client of one registry endpoint.
+// New returns a client of a registry. It does not connect.
 func New(opts Options) (*Registry, error) {
-	u, err := url.Parse(opts.Endpoint)
+	if len(opts.Endpoints) == 0 {
+		return nil, fmt.Errorf("registry %s: no endpoint", opts.Name)
+	}
+	r := &Registry{name: opts.Name, auth: opts.Auth, lan: opts.LAN, log: opts.Logger, base: opts.Transport}
+	for _, raw := range opts.Endpoints {
+		ep, err := newEndpoint(opts.Name, raw)
+		if err != nil {
+			return nil, err
+		}
+		r.endpoints = append(r.endpoints, ep)
+	}
+	if r.auth == nil {
+		r.auth = authn.Anonymous
+	}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Timeouts == (Timeouts{}) {
+		opts.Timeouts = DefaultTimeouts
+	}
+	if r.base == nil {
+		r.base = baseTransport(opts.Timeouts, opts.TLS, opts.LAN)
+	}
+	r.retry = DefaultRetry
+	if opts.Retry != nil {
+		r.retry = *opts.Retry
+	}
+	if opts.MaxConcurrency <= 0 {
+		opts.MaxConcurrency = 32
+	}
+	r.sem = make(chan struct{}, opts.MaxConcurrency)
+	return r, nil
+}
+
+func newEndpoint(registry, raw string) (*endpoint, error) {
+	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		return nil, fmt.Errorf("registry %s: endpoint %q is not an http(s) URL", opts.Name, opts.Endpoint)
+		return nil, fmt.Errorf("registry %s: endpoint %q is not an http(s) URL", registry, raw)
 	}
 	var nameOpts []name.Option
 	if u.Scheme == "http" {
@@ -62,19 +127,10 @@ func New(opts Options) (*Registry, error) {
 	}
 	reg, err := name.NewRegistry(u.Host, nameOpts...)
 	if err != nil {
-		return nil, fmt.Errorf("registry %s: %w", opts.Name, err)
-	}
-	if opts.Auth == nil {
-		opts.Auth = authn.Anonymous
-	}
-	if opts.Transport == nil {
-		opts.Transport = Transport(DefaultTimeouts)
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
+		return nil, fmt.Errorf("registry %s: %w", registry, err)
 	}
 	scoped, _ := lru.New[string, http.RoundTripper](1024)
-	return &Registry{name: opts.Name, reg: reg, auth: opts.Auth, base: opts.Transport, log: opts.Logger, scoped: scoped}, nil
+	return &endpoint{host: u.Host, reg: reg, scoped: scoped}, nil
 }
 
 // Name is the registry's name as clients know it.
@@ -89,11 +145,19 @@ type Timeouts struct {
 // DefaultTimeouts suit a registry across the internet.
 var DefaultTimeouts = Timeouts{Dial: 10 * time.Second, TLSHandshake: 10 * time.Second, ResponseHeader: 30 * time.Second}
 
-// Transport returns a base transport with the given timeouts.
-func Transport(t Timeouts) *http.Transport {
+// Transport returns a base transport with the given timeouts (no address
+// restrictions; for tests and LAN registries).
+func Transport(t Timeouts) *http.Transport { return baseTransport(t, nil, true) }
+
+func baseTransport(t Timeouts, tlsConf *tls.Config, lan bool) *http.Transport {
+	d := &net.Dialer{Timeout: t.Dial, KeepAlive: 30 * time.Second}
+	if !lan {
+		d.Control = refusePrivate
+	}
 	return &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: t.Dial, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:           d.DialContext,
+		TLSClientConfig:       tlsConf,
 		TLSHandshakeTimeout:   t.TLSHandshake,
 		ResponseHeaderTimeout: t.ResponseHeader,
 		ForceAttemptHTTP2:     true,
@@ -103,49 +167,54 @@ func Transport(t Timeouts) *http.Transport {
 	}
 }
 
-// client returns an HTTP client authorised to pull repo. The token dance
-// happens once per repository and is kept; go-containerregistry's bearer
-// transport refreshes an expired token on a 401 and never sends the
-// registry's credentials to another host (a CDN a blob redirects to).
-func (r *Registry) client(ctx context.Context, repo string) (*http.Client, error) {
-	if t, ok := r.scoped.Get(repo); ok {
-		return &http.Client{Transport: t}, nil
+// client returns an HTTP client of ep authorised to pull repo. The token
+// dance happens once per repository and is kept; go-containerregistry's
+// bearer transport refreshes an expired token on a 401 and sends the
+// registry's credentials to no other host (a CDN a blob redirects to).
+func (r *Registry) client(ctx context.Context, ep *endpoint, repo string) (*http.Client, error) {
+	t, ok := ep.scoped.Get(repo)
+	if !ok {
+		scope := "repository:" + repo + ":" + transport.PullScope
+		var err error
+		t, err = transport.NewWithContext(ctx, ep.reg, r.auth, r.base, []string{scope})
+		if err != nil {
+			return nil, err
+		}
+		ep.scoped.Add(repo, t)
 	}
-	scope := "repository:" + repo + ":" + transport.PullScope
-	t, err := transport.NewWithContext(ctx, r.reg, r.auth, r.base, []string{scope})
-	if err != nil {
-		return nil, r.wrap("authenticate", repo, err)
-	}
-	r.scoped.Add(repo, t)
-	return &http.Client{Transport: t}, nil
+	return &http.Client{Transport: t, CheckRedirect: r.checkRedirect}, nil
 }
 
-func (r *Registry) url(repo, kind, ref string) string {
+// errPrivateAddress refuses a connection to a loopback, link-local or
+// private address for a registry that is not on the LAN.
+var errPrivateAddress = errors.New("refusing to connect to a private, loopback or link-local address (the registry is not configured as a LAN registry)")
+
+// checkRedirect follows redirects (blob storage redirects to CDNs) up to a
+// bound; where a redirect may lead is checked when it is dialled.
+func (r *Registry) checkRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) >= 10 {
+		return errors.New("stopped after 10 redirects")
+	}
+	return nil
+}
+
+// refusePrivate is a net.Dialer Control function: it runs on the resolved
+// address, so neither a redirect nor DNS can lead a public registry's
+// connection to the mirror's own network.
+func refusePrivate(_, address string, _ syscall.RawConn) error {
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		return err
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsUnspecified() {
+		return fmt.Errorf("%s: %w", address, errPrivateAddress)
+	}
+	return nil
+}
+
+func (r *Registry) url(ep *endpoint, pathAndQuery string) string {
 	// The scheme is a placeholder: the transport rewrites it to what the
 	// ping found (https, or http for an insecure registry).
-	u := url.URL{Scheme: "https", Host: r.reg.RegistryStr(), Path: "/v2/" + repo + "/" + kind + "/" + ref}
-	return u.String()
-}
-
-func (r *Registry) do(ctx context.Context, method, repo, rawURL string, header http.Header, codes ...int) (*http.Response, error) {
-	c, err := r.client(ctx, repo)
-	if err != nil {
-		return nil, err
-	}
-	req, err := http.NewRequestWithContext(ctx, method, rawURL, nil)
-	if err != nil {
-		return nil, r.wrap(method, repo, err)
-	}
-	for k, v := range header {
-		req.Header[k] = v
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil, r.wrap(method, repo, err)
-	}
-	if err := transport.CheckError(resp, codes...); err != nil {
-		resp.Body.Close()
-		return nil, r.wrapResp(method, repo, err, resp)
-	}
-	return resp, nil
+	return "https://" + ep.reg.RegistryStr() + pathAndQuery
 }

@@ -22,7 +22,6 @@ import (
 	"github.com/pullcache/pullcache/cache"
 	"github.com/pullcache/pullcache/config"
 	"github.com/pullcache/pullcache/proxy"
-	"github.com/pullcache/pullcache/upstream"
 )
 
 // shutdownGrace bounds how long in-flight responses may take after a
@@ -103,17 +102,15 @@ func openStore(cfg config.Config, log *slog.Logger) (*cache.Store, error) {
 }
 
 func newProxy(cfg config.Config, store *cache.Store, log *slog.Logger, reg prometheus.Registerer) (*proxy.Server, error) {
-	ups := map[string]proxy.Upstream{}
-	for _, name := range cfg.RegistryNames() {
-		up, err := upstream.New(upstream.Options{Name: name, Endpoint: cfg.EndpointsOf(name)[0], Logger: log})
-		if err != nil {
-			return nil, err
-		}
-		ups[name] = up
+	ups, err := newUpstreams(cfg, log)
+	if err != nil {
+		return nil, err
 	}
 	return proxy.New(proxy.Options{
 		Store:               store,
 		Registries:          ups,
+		Hosts:               cfg.Hosts,
+		Allow:               allowUpstream(cfg, log),
 		DefaultRegistry:     cfg.DefaultRegistry,
 		TagTTL:              time.Duration(cfg.TagTTL),
 		Prefetch:            cfg.PrefetchEnabled() && !cfg.Offline,
