@@ -18,6 +18,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"strings"
 	"syscall"
 	"time"
 
@@ -151,12 +153,14 @@ func Transport(t Timeouts) *http.Transport { return baseTransport(t, nil, true) 
 
 func baseTransport(t Timeouts, tlsConf *tls.Config, lan bool) *http.Transport {
 	d := &net.Dialer{Timeout: t.Dial, KeepAlive: 30 * time.Second}
+	dial := d.DialContext
 	if !lan {
-		d.Control = refusePrivate
+		guarded := &net.Dialer{Timeout: t.Dial, KeepAlive: 30 * time.Second, Control: refusePrivate}
+		dial = guardedDial(d, guarded, proxyAddrs(os.Getenv))
 	}
 	return &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           d.DialContext,
+		DialContext:           dial,
 		TLSClientConfig:       tlsConf,
 		TLSHandshakeTimeout:   t.TLSHandshake,
 		ResponseHeaderTimeout: t.ResponseHeader,
@@ -211,6 +215,45 @@ func refusePrivate(_, address string, _ syscall.RawConn) error {
 		return fmt.Errorf("%s: %w", address, errPrivateAddress)
 	}
 	return nil
+}
+
+// guardedDial dials the configured HTTP proxies (which may well sit on a
+// private address) directly, and everything else through the guard.
+func guardedDial(plain, guarded *net.Dialer, proxies map[string]bool) func(context.Context, string, string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if proxies[addr] {
+			return plain.DialContext(ctx, network, addr)
+		}
+		return guarded.DialContext(ctx, network, addr)
+	}
+}
+
+// proxyAddrs are the host:port of the HTTP proxies named in the
+// environment, as http.ProxyFromEnvironment reads them.
+func proxyAddrs(getenv func(string) string) map[string]bool {
+	out := map[string]bool{}
+	for _, k := range []string{"HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"} {
+		v := getenv(k)
+		if v == "" {
+			continue
+		}
+		if !strings.Contains(v, "://") {
+			v = "http://" + v
+		}
+		u, err := url.Parse(v)
+		if err != nil || u.Hostname() == "" {
+			continue
+		}
+		port := u.Port()
+		if port == "" {
+			port = map[string]string{"https": "443", "socks5": "1080"}[u.Scheme]
+			if port == "" {
+				port = "80"
+			}
+		}
+		out[net.JoinHostPort(u.Hostname(), port)] = true
+	}
+	return out
 }
 
 func (r *Registry) url(ep *endpoint, pathAndQuery string) string {
