@@ -41,6 +41,10 @@ type Config struct {
 	// Prefetch makes a manifest fetched from upstream start fetching the blobs
 	// it references. Default true.
 	Prefetch *bool `yaml:"prefetch"`
+	// PrefetchPlatforms are platforms ("linux/amd64", "linux/arm64/v8")
+	// whose child manifests and layers an index fetched from upstream
+	// prefetches. Default none (a child is prefetched when requested).
+	PrefetchPlatforms []string `yaml:"prefetch_platforms"`
 	// PrefetchConcurrency bounds the blobs prefetched at once. Default 4.
 	PrefetchConcurrency int `yaml:"prefetch_concurrency"`
 	// FillTimeout bounds one upstream blob fetch. Default 30m.
@@ -50,6 +54,14 @@ type Config struct {
 	// Offline serves only cached content and never contacts an upstream.
 	// Default false.
 	Offline bool `yaml:"offline"`
+	// AdminToken, when set, mounts the admin API (import, export, warm,
+	// list) under /admin/ on the main listener for requests carrying
+	// "Authorization: Bearer TOKEN". The admin socket <data>/admin.sock is
+	// always there. Default: none (no /admin/ on the main listener).
+	AdminToken string `yaml:"admin_token"`
+	// UploadLimit bounds an archive uploaded to /admin/import on the main
+	// listener, in bytes. Default 10 GiB.
+	UploadLimit int64 `yaml:"upload_limit"`
 	// Log configures the log output.
 	Log Log `yaml:"log"`
 }
@@ -123,6 +135,7 @@ func Default() Config {
 		PrefetchConcurrency: 4,
 		FillTimeout:         Duration(30 * time.Minute),
 		StallTimeout:        Duration(60 * time.Second),
+		UploadLimit:         10 << 30,
 		Log:                 Log{Level: "info", Format: "text"},
 	}
 }
@@ -205,10 +218,21 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("hosts.%s: registry %q is not configured", host, reg))
 		}
 	}
+	for _, p := range c.PrefetchPlatforms {
+		if parts := strings.Split(p, "/"); len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
+			errs = append(errs, fmt.Errorf("prefetch_platforms: %q is not os/arch[/variant]", p))
+		}
+	}
 	for _, p := range c.Allow {
 		if _, err := path.Match(p, "x"); err != nil || p == "" {
 			errs = append(errs, fmt.Errorf("allow: %q is not a valid pattern", p))
 		}
+	}
+	if c.AdminToken != "" && len(c.AdminToken) < 16 {
+		errs = append(errs, errors.New("admin_token: use at least 16 characters"))
+	}
+	if c.UploadLimit <= 0 {
+		errs = append(errs, errors.New("upload_limit: must be positive (bytes)"))
 	}
 	errs = append(errs, validLog(c.Log))
 	return errors.Join(errs...)

@@ -39,6 +39,15 @@ var settings = []setting{
 		c.Offline, err = parseBool(v)
 		return err
 	}, true},
+	{"upload-limit", "PULLCACHE_UPLOAD_LIMIT", "largest archive accepted by /admin/import on the main listener, in bytes (default 10737418240)", func(c *Config, v string) (err error) {
+		c.UploadLimit, err = strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return fmt.Errorf("want a number of bytes, got %q", v)
+		}
+		return nil
+	}, false},
+	// No flag: a token on the command line would show in ps.
+	{"", "PULLCACHE_ADMIN_TOKEN", "", func(c *Config, v string) error { c.AdminToken = v; return nil }, false},
 	{"log-level", "PULLCACHE_LOG_LEVEL", "debug, info, warn or error (default info)", func(c *Config, v string) error { c.Log.Level = v; return nil }, false},
 	{"log-format", "PULLCACHE_LOG_FORMAT", "text or json (default text)", func(c *Config, v string) error { c.Log.Format = v; return nil }, false},
 }
@@ -81,6 +90,9 @@ func RegisterFlags(fs *flag.FlagSet) *Flags {
 		return nil
 	})
 	for _, s := range settings {
+		if s.flag == "" {
+			continue // environment and file only
+		}
 		v := &flagValue{boolean: s.boolean}
 		fs.Var(v, s.flag, s.usage+" (env "+s.env+")")
 		f.values[s.flag] = v
@@ -153,7 +165,7 @@ func (f *Flags) applyFlags(cfg *Config) error {
 	var err error
 	f.fs.Visit(func(fl *flag.Flag) {
 		for _, s := range settings {
-			if s.flag == fl.Name && err == nil {
+			if s.flag != "" && s.flag == fl.Name && err == nil {
 				if e := s.apply(cfg, f.values[s.flag].v); e != nil {
 					err = fmt.Errorf("--%s: %w", s.flag, e)
 				}

@@ -13,6 +13,8 @@ import (
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/pullcache/pullcache/cache"
 )
 
 // gate holds an upstream blob response half-way until it is opened.
@@ -246,5 +248,35 @@ func TestPrefetchFetchesLayersBeforeTheyAreAsked(t *testing.T) {
 	}
 	if got := up.calls("GET blobs"); got != 4 {
 		t.Errorf("upstream blob GETs after the pull = %d, want still 4", got)
+	}
+}
+
+func TestPrefetchPlatformsOfAnIndex(t *testing.T) {
+	up := newFakeUpstream(t)
+	idx, imgs := twoPlatformIndex(t)
+	up.pushIndex("library/multi:v1", idx)
+	e := newEnv(t, up, withPrefetch(true), func(o *Options, _ *cache.Options) {
+		o.PrefetchPlatforms = []v1.Platform{{OS: "linux", Architecture: "arm64"}}
+	})
+	if r := e.get("/v2/library/multi/manifests/v1", "Accept", acceptAll); r.status != 200 {
+		t.Fatalf("index: %d", r.status)
+	}
+	e.srv.bg.Wait()
+	arm, amd := imgs["arm64"], imgs["amd64"]
+	if got := up.calls("GET manifests " + mustDigest(t, arm)); got != 1 {
+		t.Errorf("arm64 child manifest GETs = %d, want 1", got)
+	}
+	if got := up.calls("GET manifests " + mustDigest(t, amd)); got != 0 {
+		t.Errorf("amd64 child manifest fetched ahead: %d GETs", got)
+	}
+	for i := range 2 {
+		d, _ := layerBytes(t, arm, i)
+		if !e.store.HasBlob(d) {
+			t.Errorf("arm64 layer %d not prefetched", i)
+		}
+		d, _ = layerBytes(t, amd, i)
+		if e.store.HasBlob(d) {
+			t.Errorf("amd64 layer %d prefetched", i)
+		}
 	}
 }

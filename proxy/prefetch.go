@@ -3,19 +3,27 @@ package proxy
 import (
 	"context"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
 	"golang.org/x/sync/errgroup"
 
 	"github.com/pullcache/pullcache/cache"
 )
 
-// prefetch starts fetching the blobs of an image manifest just fetched from
-// upstream: the client will ask for them next, and a fill it joins is
-// already on its way. At most PrefetchConcurrency run at once per manifest.
-// It never makes a client wait. An index's children are not prefetched:
-// each is a manifest GET that Docker Hub counts against the pull limit;
-// a child's blobs are prefetched when the child is requested.
+// prefetch starts fetching what a client will ask for after a manifest
+// just fetched from upstream: an image manifest's config and layers; an
+// index's children for the platforms in PrefetchPlatforms (and, through
+// them, their layers). Other children are not fetched ahead: each is a
+// manifest GET that Docker Hub counts against the pull limit, and a
+// child's layers are prefetched when the child is requested. Prefetched
+// blobs are ordinary fills that clients join; at most PrefetchConcurrency
+// run at once per manifest; a client never waits for them.
 func (s *Server) prefetch(repo cache.Repo, up Upstream, m *cache.Manifest) {
-	if !s.opts.Prefetch || m.IsIndex() || len(m.Refs) == 0 {
+	if !s.opts.Prefetch || len(m.Refs) == 0 {
+		return
+	}
+	if m.IsIndex() {
+		s.prefetchChildren(repo, up, m)
 		return
 	}
 	s.bg.Add(1)
@@ -34,6 +42,36 @@ func (s *Server) prefetch(repo cache.Repo, up Upstream, m *cache.Manifest) {
 		}
 		_ = g.Wait()
 	}()
+}
+
+func (s *Server) prefetchChildren(repo cache.Repo, up Upstream, index *cache.Manifest) {
+	for _, d := range index.Refs {
+		if !s.wantPlatform(d.Platform) {
+			continue
+		}
+		if _, err := s.store.Manifest(d.Digest); err == nil {
+			continue
+		}
+		s.bg.Add(1)
+		go func() {
+			defer s.bg.Done()
+			if _, err := s.fetchManifest(s.bgCtx, up, repo, d.Digest.String(), ""); err != nil {
+				s.log.Debug("prefetch child manifest", "repo", repo.String(), "digest", d.Digest.String(), "err", err)
+			}
+		}()
+	}
+}
+
+func (s *Server) wantPlatform(p *v1.Platform) bool {
+	if p == nil {
+		return false
+	}
+	for _, want := range s.opts.PrefetchPlatforms {
+		if p.Satisfies(want) {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Server) prefetchBlob(ctx context.Context, up Upstream, repo cache.Repo, d cache.Descriptor) {

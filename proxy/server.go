@@ -53,6 +53,9 @@ type Options struct {
 	TagTTL time.Duration
 	// Prefetch starts fetching a manifest's blobs when it comes from upstream.
 	Prefetch bool
+	// PrefetchPlatforms are the platforms whose child manifests (and so
+	// their layers) an index prefetches. Default none.
+	PrefetchPlatforms []v1.Platform
 	// PrefetchConcurrency bounds the blobs one manifest prefetches at once. Default 4.
 	PrefetchConcurrency int
 	// UpstreamTimeout bounds a manifest or tag-list fetch. Default 60s.

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -106,6 +107,14 @@ func newProxy(cfg config.Config, store *cache.Store, log *slog.Logger, reg prome
 	if err != nil {
 		return nil, err
 	}
+	var platforms []v1.Platform
+	for _, p := range cfg.PrefetchPlatforms {
+		pl, err := v1.ParsePlatform(p)
+		if err != nil {
+			return nil, fmt.Errorf("prefetch_platforms: %w", err)
+		}
+		platforms = append(platforms, *pl)
+	}
 	return proxy.New(proxy.Options{
 		Store:               store,
 		Registries:          ups,
@@ -116,6 +125,7 @@ func newProxy(cfg config.Config, store *cache.Store, log *slog.Logger, reg prome
 		Prefetch:            cfg.PrefetchEnabled() && !cfg.Offline,
 		Offline:             cfg.Offline,
 		PrefetchConcurrency: cfg.PrefetchConcurrency,
+		PrefetchPlatforms:   platforms,
 		Logger:              log,
 		Metrics:             reg,
 	})
