@@ -14,9 +14,10 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
-// Source opens the bytes of a blob for a fill: the body and its size, or -1
-// when the source does not know it. The fill closes the body.
-type Source func(ctx context.Context) (io.ReadCloser, int64, error)
+// Source opens the bytes of a blob for a fill from offset on (offset > 0
+// resumes a broken transfer), returning the body and the blob's whole
+// size, or -1 when the source does not know it. The fill closes the body.
+type Source func(ctx context.Context, offset int64) (io.ReadCloser, int64, error)
 
 var (
 	// ErrDigestMismatch says the bytes did not hash to the digest asked for.
@@ -286,17 +287,13 @@ func (s *Store) runFill(ctx context.Context, cancel context.CancelFunc, f *Fill,
 
 // fillFrom opens the source and copies it into the temp file, hashing.
 func (s *Store) fillFrom(ctx context.Context, f *Fill, want int64, open Source) error {
-	// The source is opened on a context the stall timer can cancel, so a
-	// stalled body read is interrupted, not only noticed.
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	body, size, err := open(ctx)
+	at, size, err := s.openAt(ctx, open, 0)
 	if err != nil {
 		f.fail(err)
 		return err
 	}
-	defer body.Close()
 	if want >= 0 && size >= 0 && want != size {
+		at.close()
 		err := fmt.Errorf("%w: expected %d bytes, source announced %d", ErrSizeMismatch, want, size)
 		f.fail(err)
 		return err
@@ -310,9 +307,25 @@ func (s *Store) fillFrom(ctx context.Context, f *Fill, want int64, open Source) 
 	close(f.ready)
 	h, err := v1.Hasher(f.digest.Algorithm)
 	if err != nil {
+		at.close()
 		return err
 	}
-	if err := s.copyFill(ctx, cancel, f, body, h, size); err != nil {
+	var n int64
+	for resumes := 0; ; resumes++ {
+		n, err = s.copyFill(at, f, h, size, n)
+		at.close()
+		var se *sourceError
+		if err == nil || !errors.As(err, &se) || resumes == maxResumes || ctx.Err() != nil {
+			break
+		}
+		s.log.Info("resuming fill", "digest", f.digest.String(), "origin", f.Origin, "offset", n, "err", err)
+		var rerr error
+		if at, _, rerr = s.openAt(ctx, open, n); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("resume at %d: %w", n, rerr))
+			break
+		}
+	}
+	if err != nil {
 		return err
 	}
 	if got := fmt.Sprintf("%x", h.Sum(nil)); got != f.digest.Hex {
@@ -321,22 +334,55 @@ func (s *Store) fillFrom(ctx context.Context, f *Fill, want int64, open Source) 
 	return nil
 }
 
-// copyFill copies body into the fill's file, waking readers after each
-// chunk, failing on a stall, on more bytes than size, or on fewer at EOF.
-func (s *Store) copyFill(ctx context.Context, cancel context.CancelCauseFunc, f *Fill, body io.Reader, h hash.Hash, size int64) error {
-	stall := time.AfterFunc(s.opts.StallTimeout, func() { cancel(ErrStalled) })
+// maxResumes bounds how often a fill whose source broke off is resumed
+// from where it stopped.
+const maxResumes = 3
+
+// attempt is one opening of the source, on a context of its own that the
+// stall timer can cancel, so a stalled read is interrupted, not only noticed.
+type attempt struct {
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	body   io.ReadCloser
+}
+
+func (a attempt) close() {
+	a.body.Close()
+	a.cancel(nil)
+}
+
+func (s *Store) openAt(ctx context.Context, open Source, offset int64) (attempt, int64, error) {
+	actx, cancel := context.WithCancelCause(ctx)
+	body, size, err := open(actx, offset)
+	if err != nil {
+		cancel(nil)
+		return attempt{}, 0, err
+	}
+	return attempt{ctx: actx, cancel: cancel, body: body}, size, nil
+}
+
+// sourceError is a failure to read the source: the fill may resume.
+type sourceError struct{ err error }
+
+func (e *sourceError) Error() string { return e.err.Error() }
+func (e *sourceError) Unwrap() error { return e.err }
+
+// copyFill copies the attempt's body into the fill's file from offset n,
+// waking readers after each chunk, failing on a stall, on more bytes than
+// size, or on fewer at EOF. It returns how far the file got.
+func (s *Store) copyFill(at attempt, f *Fill, h hash.Hash, size, n int64) (int64, error) {
+	stall := time.AfterFunc(s.opts.StallTimeout, func() { at.cancel(ErrStalled) })
 	defer stall.Stop()
 	buf := make([]byte, 256<<10)
-	var n int64
 	for {
-		k, rerr := body.Read(buf)
+		k, rerr := at.body.Read(buf)
 		if k > 0 {
 			stall.Reset(s.opts.StallTimeout)
 			if size >= 0 && n+int64(k) > size {
-				return fmt.Errorf("%w: more than %d bytes", ErrSizeMismatch, size)
+				return n, fmt.Errorf("%w: more than %d bytes", ErrSizeMismatch, size)
 			}
 			if _, err := f.file.WriteAt(buf[:k], n); err != nil {
-				return fmt.Errorf("write temp file: %w", err)
+				return n, fmt.Errorf("write temp file: %w", err)
 			}
 			h.Write(buf[:k])
 			n += int64(k)
@@ -346,16 +392,16 @@ func (s *Store) copyFill(ctx context.Context, cancel context.CancelCauseFunc, f 
 			break
 		}
 		if rerr != nil {
-			if cause := context.Cause(ctx); cause != nil {
-				return fmt.Errorf("read source after %d bytes: %w", n, cause)
+			if cause := context.Cause(at.ctx); cause != nil {
+				rerr = cause
 			}
-			return fmt.Errorf("read source after %d bytes: %w", n, rerr)
+			return n, &sourceError{fmt.Errorf("read source after %d bytes: %w", n, rerr)}
 		}
 	}
 	if size >= 0 && n != size {
-		return fmt.Errorf("%w: got %d of %d bytes", ErrSizeMismatch, n, size)
+		return n, fmt.Errorf("%w: got %d of %d bytes", ErrSizeMismatch, n, size)
 	}
-	return nil
+	return n, nil
 }
 
 // commit makes the verified temp file durable and moves it into place.

@@ -49,10 +49,14 @@ func newPipeSource(size int64) *pipeSource {
 	return &pipeSource{opened: make(chan struct{}), r: r, w: w, size: size}
 }
 
-func (p *pipeSource) open(ctx context.Context) (io.ReadCloser, int64, error) {
+func (p *pipeSource) open(ctx context.Context, _ int64) (io.ReadCloser, int64, error) {
 	p.mu.Lock()
 	p.calls++
+	calls := p.calls
 	p.mu.Unlock()
+	if calls > 1 {
+		return nil, 0, errors.New("the source cannot resume")
+	}
 	close(p.opened)
 	context.AfterFunc(ctx, func() { p.r.CloseWithError(ctx.Err()) })
 	return p.r, p.size, nil
@@ -262,7 +266,7 @@ func TestStartFillOnCommittedBlob(t *testing.T) {
 	src.w.Write(blob)
 	src.w.Close()
 	<-f.Done()
-	g, started, err := s.StartFill(d, 5, "r", func(context.Context) (io.ReadCloser, int64, error) {
+	g, started, err := s.StartFill(d, 5, "r", func(context.Context, int64) (io.ReadCloser, int64, error) {
 		t.Error("a committed blob was fetched again")
 		return nil, 0, errors.New("unexpected")
 	})
@@ -293,5 +297,48 @@ func TestCloseCancelsRunningFills(t *testing.T) {
 	<-f.Done()
 	if f.Err() == nil {
 		t.Error("a fill cut by Close reported success")
+	}
+}
+
+// brokenOnce serves a blob that breaks off after cut bytes on the first
+// opening; later openings serve from the offset asked for.
+type brokenOnce struct {
+	blob    []byte
+	cut     int
+	offsets []int64
+}
+
+func (b *brokenOnce) open(_ context.Context, offset int64) (io.ReadCloser, int64, error) {
+	b.offsets = append(b.offsets, offset)
+	if len(b.offsets) == 1 {
+		r := io.MultiReader(bytes.NewReader(b.blob[:b.cut]), errReader{errors.New("connection reset by peer")})
+		return io.NopCloser(r), int64(len(b.blob)), nil
+	}
+	return io.NopCloser(bytes.NewReader(b.blob[offset:])), int64(len(b.blob)), nil
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+func TestFillResumesWhereTheSourceBrokeOff(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	blob := bytes.Repeat([]byte("abcdefgh"), 10_000)
+	src := &brokenOnce{blob: blob, cut: 30_000}
+	f, _, err := s.StartFill(digestOf(blob), int64(len(blob)), "r", src.open)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-f.Done()
+	if f.Err() != nil {
+		t.Fatalf("resumed fill failed: %v", f.Err())
+	}
+	if len(src.offsets) != 2 || src.offsets[1] != 30_000 {
+		t.Errorf("openings at offsets %v, want [0 30000]", src.offsets)
+	}
+	rd, _ := f.NewReader(context.Background())
+	defer rd.Close()
+	if got, _ := io.ReadAll(rd); !bytes.Equal(got, blob) {
+		t.Error("resumed blob differs")
 	}
 }

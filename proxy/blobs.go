@@ -121,8 +121,8 @@ func (s *Server) knownSize(d v1.Hash) int64 {
 }
 
 func (s *Server) blobSource(up Upstream, repo cache.Repo, d v1.Hash) cache.Source {
-	return func(ctx context.Context) (io.ReadCloser, int64, error) {
-		return up.GetBlob(ctx, repo.Name, d)
+	return func(ctx context.Context, offset int64) (io.ReadCloser, int64, error) {
+		return up.GetBlob(ctx, repo.Name, d, offset)
 	}
 }
 

@@ -26,7 +26,7 @@ func (offlineUpstream) HeadManifest(context.Context, string, string, []string) (
 	return upstream.Descriptor{}, offlineErr(CodeManifestUnknown, "manifest")
 }
 
-func (offlineUpstream) GetBlob(context.Context, string, v1.Hash) (io.ReadCloser, int64, error) {
+func (offlineUpstream) GetBlob(context.Context, string, v1.Hash, int64) (io.ReadCloser, int64, error) {
 	return nil, 0, offlineErr(CodeBlobUnknown, "blob")
 }
 

@@ -31,7 +31,7 @@ import (
 type Upstream interface {
 	GetManifest(ctx context.Context, repo, ref string, accept []string) (*upstream.Manifest, error)
 	HeadManifest(ctx context.Context, repo, ref string, accept []string) (upstream.Descriptor, error)
-	GetBlob(ctx context.Context, repo string, h v1.Hash) (io.ReadCloser, int64, error)
+	GetBlob(ctx context.Context, repo string, h v1.Hash, offset int64) (io.ReadCloser, int64, error)
 	HeadBlob(ctx context.Context, repo string, h v1.Hash) (int64, error)
 	Tags(ctx context.Context, repo string) ([]string, error)
 }

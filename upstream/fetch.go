@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
 
 // Manifest is a manifest exactly as the registry sent it.
@@ -96,14 +98,54 @@ func (r *Registry) HeadManifest(ctx context.Context, repo, ref string, accept []
 	return Descriptor{Digest: h, MediaType: mediaType(resp.Header.Get("Content-Type")), Size: resp.ContentLength}, nil
 }
 
-// GetBlob opens a blob's bytes and returns them with the size the registry
-// announced (-1 if it did not). The caller verifies and closes the body.
-func (r *Registry) GetBlob(ctx context.Context, repo string, h v1.Hash) (io.ReadCloser, int64, error) {
-	resp, err := r.do(ctx, http.MethodGet, repo, apiPath(repo, "blobs", h.String()), nil, http.StatusOK)
+// GetBlob opens a blob's bytes from offset on (with a Range request when
+// offset > 0) and returns them with the blob's whole size as the registry
+// announced it (-1 if it did not). The caller verifies and closes the body.
+func (r *Registry) GetBlob(ctx context.Context, repo string, h v1.Hash, offset int64) (io.ReadCloser, int64, error) {
+	var header http.Header
+	if offset > 0 {
+		header = http.Header{"Range": {fmt.Sprintf("bytes=%d-", offset)}}
+	}
+	resp, err := r.do(ctx, http.MethodGet, repo, apiPath(repo, "blobs", h.String()), header, http.StatusOK, http.StatusPartialContent)
+	if offset > 0 && statusOf(err) == http.StatusRequestedRangeNotSatisfiable {
+		// Some registries take no open-ended range: fetch it whole and
+		// skip what the caller has.
+		resp, err = r.do(ctx, http.MethodGet, repo, apiPath(repo, "blobs", h.String()), nil, http.StatusOK)
+	}
 	if err != nil {
 		return nil, 0, err
 	}
+	if offset == 0 || resp.StatusCode == http.StatusPartialContent {
+		return resp.Body, blobSize(resp), nil
+	}
+	// The registry ignored the Range: skip what the caller has.
+	if _, err := io.CopyN(io.Discard, resp.Body, offset); err != nil {
+		resp.Body.Close()
+		return nil, 0, r.wrap("GET blob", repo, "", err)
+	}
 	return resp.Body, resp.ContentLength, nil
+}
+
+// statusOf is the HTTP status of a failed upstream response, or 0.
+func statusOf(err error) int {
+	var te *transport.Error
+	if errors.As(err, &te) {
+		return te.StatusCode
+	}
+	return 0
+}
+
+// blobSize is the whole size of a blob from a 200's Content-Length or a
+// 206's Content-Range ("bytes a-b/total").
+func blobSize(resp *http.Response) int64 {
+	if resp.StatusCode != http.StatusPartialContent {
+		return resp.ContentLength
+	}
+	_, total, ok := strings.Cut(resp.Header.Get("Content-Range"), "/")
+	if !ok {
+		return -1
+	}
+	return SizeFromHeader(total)
 }
 
 // HeadBlob asks whether repo has the blob, and its size.
