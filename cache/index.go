@@ -92,10 +92,17 @@ func (s *Store) BlobSize(h v1.Hash) (int64, error) {
 // referenced it, or it was fetched from upstream under r. The repository is
 // the permission boundary: a blob another repository holds is not r's.
 func (s *Store) Linked(r Repo, h v1.Hash) bool {
+	key := linkKey(r, h)
+	if _, ok := s.hotLink.Get(string(key)); ok {
+		return true
+	}
 	err := s.db.View(func(txn *badger.Txn) error {
-		_, err := txn.Get(linkKey(r, h))
+		_, err := txn.Get(key)
 		return err
 	})
+	if err == nil {
+		s.hotLink.Add(string(key), struct{}{})
+	}
 	return err == nil
 }
 

@@ -48,6 +48,9 @@ type Store struct {
 	db     *badger.DB
 	hotMan *lru.Cache[v1.Hash, *Manifest]
 	hotTag *lru.Cache[string, Tag]
+	// hotLink remembers links found, so a warm request reads no index.
+	// Links are never removed while the store is open, so a hit stays true.
+	hotLink *lru.Cache[string, struct{}]
 	fills  fillSet
 	access *accessLog
 	wg     sync.WaitGroup
@@ -73,6 +76,7 @@ func Open(opts Options) (*Store, error) {
 	s := &Store{dir: opts.Dir, opts: opts, log: opts.Logger, db: db}
 	s.hotMan, _ = lru.New[v1.Hash, *Manifest](opts.HotEntries)
 	s.hotTag, _ = lru.New[string, Tag](opts.HotEntries)
+	s.hotLink, _ = lru.New[string, struct{}](opts.HotEntries * 4)
 	s.fills.m = map[v1.Hash]*Fill{}
 	s.access = newAccessLog(db, opts.Logger)
 	return s, nil
