@@ -51,11 +51,11 @@ type Store struct {
 	// hotLink remembers links found, so a warm request reads no index.
 	// Links are never removed while the store is open, so a hit stays true.
 	hotLink *lru.Cache[string, struct{}]
-	fills  fillSet
-	access *accessLog
-	wg     sync.WaitGroup
-	closed sync.Once
-	cerr   error
+	fills   fillSet
+	access  *accessLog
+	wg      sync.WaitGroup
+	closed  sync.Once
+	cerr    error
 }
 
 // Open opens (creating if needed) the store in opts.Dir.
