@@ -46,10 +46,13 @@ type Fill struct {
 	written int64
 	err     error
 	final   bool
-	wake    chan struct{} // closed and replaced on every change
-	path    string        // the temp file, then the committed blob
-	file    *os.File      // open while the fill or a reader holds a reference
-	refs    int
+	// verified: every byte arrived and matched the digest; readers may
+	// have them all while the file is made durable and committed.
+	verified bool
+	wake     chan struct{} // closed and replaced on every change
+	path     string        // the temp file, then the committed blob
+	file     *os.File      // open while the fill or a reader holds a reference
+	refs     int
 }
 
 // Ready is closed once the source has answered: then Size and OpenErr are set.
@@ -72,6 +75,13 @@ func (f *Fill) Err() error {
 	return f.err
 }
 
+// Complete reports whether every byte is there and verified.
+func (f *Fill) Complete() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.completeLocked()
+}
+
 // Written is how many bytes have arrived so far.
 func (f *Fill) Written() int64 {
 	f.mu.Lock()
@@ -82,10 +92,15 @@ func (f *Fill) Written() int64 {
 // visible is how far a reader may read: everything once verified, all but
 // the last byte before.
 func (f *Fill) visibleLocked() int64 {
-	if f.final && f.err == nil {
+	if f.completeLocked() {
 		return f.written
 	}
 	return max(f.written-1, 0)
+}
+
+// completeLocked: a reader that has read everything visible is at the end.
+func (f *Fill) completeLocked() bool {
+	return f.verified || (f.final && f.err == nil)
 }
 
 func (f *Fill) notifyLocked() {
@@ -142,7 +157,7 @@ func (r *FillReader) Read(p []byte) (int, error) {
 	}
 	for {
 		r.f.mu.Lock()
-		avail, err, final, wake, file := r.f.visibleLocked(), r.f.err, r.f.final, r.f.wake, r.f.file
+		avail, err, complete, wake, file := r.f.visibleLocked(), r.f.err, r.f.completeLocked(), r.f.wake, r.f.file
 		r.f.mu.Unlock()
 		if err != nil {
 			r.Failed = err
@@ -156,7 +171,7 @@ func (r *FillReader) Read(p []byte) (int, error) {
 			}
 			return 0, fmt.Errorf("read fill: %w", rerr)
 		}
-		if final {
+		if complete {
 			return 0, io.EOF
 		}
 		if r.BeforeWait != nil {
@@ -272,6 +287,10 @@ func (s *Store) runFill(ctx context.Context, cancel context.CancelFunc, f *Fill,
 	tmpName := f.path
 	err := s.fillFrom(ctx, f, want, open)
 	if err == nil {
+		// The bytes are right: release the held-back end to the readers
+		// now, not after the fsync; the commit below only makes them
+		// durable and visible to later requests.
+		f.verify()
 		err = s.commit(f, tmpName)
 	}
 	if err != nil {
@@ -429,6 +448,13 @@ func (s *Store) commit(f *Fill, tmpName string) error {
 func (f *Fill) advance(n int64) {
 	f.mu.Lock()
 	f.written = n
+	f.notifyLocked()
+	f.mu.Unlock()
+}
+
+func (f *Fill) verify() {
+	f.mu.Lock()
+	f.verified = true
 	f.notifyLocked()
 	f.mu.Unlock()
 }

@@ -29,12 +29,16 @@ func (s *Server) serveBlob(w *recorder, r *http.Request, up Upstream, req Reques
 	if r.Method == http.MethodHead {
 		return s.headColdBlob(w, r, up, repo, d)
 	}
-	f, err := s.joinFill(r.Context(), up, repo, d)
+	f, started, err := s.joinFill(r.Context(), up, repo, d)
 	if err != nil {
 		return err
 	}
-	w.setSource(fromUpstream)
-	s.metrics.cache.WithLabelValues("blob", string(fromUpstream)).Inc()
+	src := fromUpstream
+	if !started && f.Complete() {
+		src = fromCache // verified, still being committed: no upstream byte is awaited
+	}
+	w.setSource(src)
+	s.metrics.cache.WithLabelValues("blob", string(src)).Inc()
 	return streamFill(w, r, f)
 }
 
@@ -79,24 +83,24 @@ func (s *Server) headColdBlob(w *recorder, r *http.Request, up Upstream, repo ca
 // joinFill returns the fill of d that repo may read, starting one if none
 // runs. A fill started for another repository is joined only once repo is
 // known to have the blob; if that fill failed to open, repo tries its own.
-func (s *Server) joinFill(ctx context.Context, up Upstream, repo cache.Repo, d v1.Hash) (*cache.Fill, error) {
+func (s *Server) joinFill(ctx context.Context, up Upstream, repo cache.Repo, d v1.Hash) (*cache.Fill, bool, error) {
 	for attempt := 0; ; attempt++ {
 		f, started, err := s.store.StartFill(d, s.knownSize(d), repo.String(), s.blobSource(up, repo, d))
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		if started {
 			s.metrics.fills.Inc()
 		}
 		if !started && f.Origin != repo.String() {
 			if err := s.authorizeBlob(ctx, up, repo, d); err != nil {
-				return nil, err
+				return nil, false, err
 			}
 		}
 		select {
 		case <-f.Ready():
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, false, ctx.Err()
 		}
 		err = f.Err()
 		if err == nil {
@@ -105,10 +109,10 @@ func (s *Server) joinFill(ctx context.Context, up Upstream, repo cache.Repo, d v
 					s.log.Warn("link blob", "repo", repo.String(), "digest", d.String(), "err", lerr)
 				}
 			}
-			return f, nil
+			return f, started, nil
 		}
 		if started || f.Origin == repo.String() || attempt > 0 {
-			return nil, err
+			return nil, false, err
 		}
 	}
 }
