@@ -224,6 +224,9 @@ func TestBadRequests(t *testing.T) {
 			if c := errorCode(t, r); c != tc.code {
 				t.Errorf("code %s, want %s", c, tc.code)
 			}
+			if got := r.header.Get("Docker-Distribution-API-Version"); got != "registry/2.0" {
+				t.Errorf("Docker-Distribution-API-Version = %q", got)
+			}
 		})
 	}
 	if n := up.calls("GET manifests v1"); n != 0 {

@@ -138,6 +138,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 		return
 	}
+	// Every answer, errors included, says which API it speaks.
+	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
 	req, err := ParseRequest(r.Method, r.URL.Path, r.URL.Query())
 	if err == nil {
 		rec.route = req.Route.String()
@@ -149,7 +151,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) dispatch(w *recorder, r *http.Request, req Request) error {
-	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
 	if req.NS != "" {
 		// Echoed as the distribution spec's proxying section describes.
 		w.Header().Set("OCI-Namespace", req.NS)
