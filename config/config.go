@@ -253,6 +253,9 @@ func validRegistry(name string, r Registry) error {
 	if r.Password != "" && r.PasswordEnv != "" {
 		return fmt.Errorf("registries.%s: give password or password_env, not both", name)
 	}
+	if (r.Password != "" || r.PasswordEnv != "") && r.Username == "" {
+		return fmt.Errorf("registries.%s: a password needs a username", name)
+	}
 	if r.MaxConcurrency < 0 || r.Timeout < 0 {
 		return fmt.Errorf("registries.%s: max_concurrency and timeout must not be negative", name)
 	}

@@ -194,18 +194,22 @@ func (r *Registry) tagPage(ctx context.Context, repo, pageURL string) ([]string,
 // apiPath is the path of a registry API object.
 func apiPath(repo, kind, ref string) string { return "/v2/" + repo + "/" + kind + "/" + ref }
 
-// nextLink is the path and query of a `Link: <...>; rel="next"` header:
-// the next page is asked of the same endpoint, whatever host it names.
+// nextLink is the path and query of the `rel="next"` target of a Link
+// header (RFC 8288: comma-separated links, each `<target>; params`): the
+// next page is asked of the same endpoint, whatever host it names.
 func nextLink(resp *http.Response) string {
-	target, rest, ok := strings.Cut(resp.Header.Get("Link"), ";")
-	if !ok || !strings.Contains(rest, `rel="next"`) {
-		return ""
+	for _, link := range strings.Split(resp.Header.Get("Link"), ",") {
+		target, params, ok := strings.Cut(link, ";")
+		if !ok || !strings.Contains(params, `rel="next"`) {
+			continue
+		}
+		u, err := url.Parse(strings.Trim(strings.TrimSpace(target), "<>"))
+		if err != nil || !strings.HasPrefix(u.Path, "/v2/") {
+			return ""
+		}
+		return u.RequestURI()
 	}
-	u, err := url.Parse(strings.Trim(strings.TrimSpace(target), "<>"))
-	if err != nil || !strings.HasPrefix(u.Path, "/v2/") {
-		return ""
-	}
-	return u.RequestURI()
+	return ""
 }
 
 // SizeFromHeader parses a Content-Length value; -1 when absent or bad.
