@@ -25,6 +25,9 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"serve", "run the mirror (registry API on --listen, data in --data)", runServe},
+		{"import", "load docker save tarballs, oci-archives and OCI layouts into the cache", runImport},
+		{"export", "write cached images to an OCI-layout tar (-o FILE IMAGE... | --all)", runExport},
+		{"warm", "pull images into the cache through the mirror (IMAGE... | -f LIST)", runWarm},
 		{"version", "print the version", runVersion},
 		{"help", "list the subcommands", nil},
 	}

@@ -55,8 +55,18 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
+	// Without the socket (a data path too long for one, say) the mirror
+	// still serves; import, export and warm then say the directory is in use.
+	if stopAdmin, err := startAdmin(cfg, store, ln.Addr(), log); err != nil {
+		log.Warn("admin socket unavailable", "err", err)
+	} else {
+		defer stopAdmin()
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if cfg.AdminToken != "" {
+		mux.Handle("/admin/", adminHandler(cfg, store, mirrorURL(ln.Addr()), log, cfg.AdminToken, cfg.UploadLimit))
+	}
 	mux.Handle("/", srv)
 	log.Info("listening", "addr", ln.Addr().String(), "data", cfg.Data,
 		"registries", strings.Join(cfg.RegistryNames(), ","), "offline", cfg.Offline)

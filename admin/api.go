@@ -1,0 +1,304 @@
+package admin
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/pullcache/pullcache/archive"
+	"github.com/pullcache/pullcache/cache"
+)
+
+// Options configure the admin HTTP API.
+type Options struct {
+	// Store is the cache; required.
+	Store *cache.Store
+	// DefaultRegistry is the registry of names that carry none. Default
+	// "docker.io".
+	DefaultRegistry string
+	// TempDir is where uploads are unpacked. Default os.TempDir().
+	TempDir string
+	// UploadLimit bounds the size of an uploaded archive in bytes; 0 means
+	// no limit (the admin socket: only the owner can reach it).
+	UploadLimit int64
+	// Token, when set, must be sent as "Authorization: Bearer TOKEN".
+	// Default: none (the admin socket).
+	Token string
+	// Mirror is the base URL of the mirror's registry API, which warm pulls
+	// through. Default: none (warm answers 405).
+	Mirror string
+	// Logger receives one line per failed request. Default: discard.
+	Logger *slog.Logger
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// Info is what GET /admin/info answers.
+type Info struct {
+	// Mirror is the registry API's base URL (for clients that warm).
+	Mirror string `json:"mirror,omitempty"`
+	Data   string `json:"data"`
+}
+
+// Image is one entry of GET /admin/images.
+type Image struct {
+	Name   string `json:"name"`
+	Digest string `json:"digest"`
+	Pinned bool   `json:"pinned"`
+}
+
+// apiError is the one error type handlers return: an OCI error code, an
+// HTTP status and a message safe to show.
+type apiError struct {
+	status int
+	code   string
+	msg    string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func errorf(status int, code, format string, a ...any) error {
+	return &apiError{status: status, code: code, msg: fmt.Sprintf(format, a...)}
+}
+
+// unpackFactor bounds what an upload may unpack to, as a multiple of the
+// upload limit: layers compress about 2-4×, so 8× leaves room for honest
+// archives and stops a compression bomb from filling the disk.
+const unpackFactor = 8
+
+type server struct {
+	opts Options
+}
+
+// Handler returns the admin API:
+//
+//	GET  /admin/info      Info
+//	GET  /admin/images    []Image: every tag the store knows
+//	POST /admin/import    body: an archive (any supported format); query:
+//	                      registry=, tag= (repeatable) → []Imported
+//	GET  /admin/export    query: image= (repeatable) or all=1, platform= →
+//	                      an OCI-layout tar
+//	POST /admin/warm      body {"images": [...], "platform": "os/arch"} →
+//	                      []WarmResult (200 even when some failed)
+//
+// Errors are OCI error JSON: {"errors":[{"code":..., "message":...}]}.
+func Handler(opts Options) http.Handler {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	s := &server{opts: opts}
+	mux := http.NewServeMux()
+	mux.Handle("GET /admin/info", s.wrap(s.info))
+	mux.Handle("GET /admin/images", s.wrap(s.images))
+	mux.Handle("POST /admin/import", s.wrap(s.importArchive))
+	mux.Handle("GET /admin/export", s.wrap(s.export))
+	mux.Handle("POST /admin/warm", s.wrap(s.warm))
+	mux.Handle("/", s.wrap(func(http.ResponseWriter, *http.Request) error {
+		return errorf(http.StatusNotFound, "NOT_FOUND", "no such admin endpoint")
+	}))
+	return mux
+}
+
+// wrap checks the token and renders a returned error, the one place that
+// writes error JSON.
+func (s *server) wrap(h func(http.ResponseWriter, *http.Request) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		err := s.authorize(r)
+		if err == nil {
+			err = h(w, r)
+		}
+		if err != nil {
+			s.writeError(w, r, err)
+		}
+	})
+}
+
+func (s *server) authorize(r *http.Request) error {
+	if s.opts.Token == "" {
+		return nil
+	}
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.opts.Token)) != 1 {
+		return errorf(http.StatusUnauthorized, "UNAUTHORIZED", "admin API: a valid bearer token is required")
+	}
+	return nil
+}
+
+func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var ae *apiError
+	if !errors.As(err, &ae) {
+		ae = classify(err)
+	}
+	s.opts.Logger.Warn("admin request failed", "method", r.Method, "path", r.URL.Path, "status", ae.status, "err", err)
+	w.Header().Set("Content-Type", "application/json")
+	if ae.status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="pullcache admin"`)
+	}
+	w.WriteHeader(ae.status)
+	type entry struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	}
+	_ = json.NewEncoder(w).Encode(map[string][]entry{"errors": {{Code: ae.code, Message: ae.msg}}})
+}
+
+// classify maps an operation's error to a wire error. Archive errors are
+// the user's to fix and their messages name the entry, so they are shown.
+func classify(err error) *apiError {
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		return &apiError{http.StatusRequestEntityTooLarge, "SIZE_INVALID", fmt.Sprintf("upload larger than the limit of %d bytes", tooBig.Limit)}
+	case errors.Is(err, archive.ErrNoName), errors.Is(err, archive.ErrBadName):
+		return &apiError{http.StatusBadRequest, "NAME_INVALID", err.Error()}
+	case errors.Is(err, archive.ErrUnsafe), errors.Is(err, archive.ErrCorrupt):
+		return &apiError{http.StatusBadRequest, "ARCHIVE_INVALID", err.Error()}
+	case errors.Is(err, cache.ErrNotFound), errors.Is(err, ErrIncomplete):
+		return &apiError{http.StatusNotFound, "MANIFEST_UNKNOWN", err.Error()}
+	}
+	return &apiError{http.StatusInternalServerError, "UNKNOWN", "internal error; see the server log"}
+}
+
+func writeJSON(w http.ResponseWriter, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(v)
+}
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+func (s *server) info(w http.ResponseWriter, _ *http.Request) error {
+	return writeJSON(w, Info{Mirror: s.opts.Mirror, Data: s.opts.Store.Dir()})
+}
+
+func (s *server) images(w http.ResponseWriter, _ *http.Request) error {
+	list, err := List(s.opts.Store)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, list)
+}
+
+// List returns every tag the store knows, with its digest and whether it
+// was imported (pinned).
+func List(store *cache.Store) ([]Image, error) {
+	out := []Image{}
+	err := store.Tags(func(r cache.Repo, tag string, t cache.Tag) error {
+		out = append(out, Image{Name: r.String() + ":" + tag, Digest: t.Digest.String(), Pinned: store.Pinned(t.Digest)})
+		return nil
+	})
+	return out, err
+}
+
+func (s *server) importArchive(w http.ResponseWriter, r *http.Request) error {
+	body := r.Body
+	if s.opts.UploadLimit > 0 {
+		if r.ContentLength > s.opts.UploadLimit {
+			return classify(&http.MaxBytesError{Limit: s.opts.UploadLimit})
+		}
+		body = http.MaxBytesReader(w, r.Body, s.opts.UploadLimit)
+	}
+	q := r.URL.Query()
+	opts := archive.Options{DefaultRegistry: s.registry(q.Get("registry")), Tags: q["tag"], TempDir: s.opts.TempDir}
+	if s.opts.UploadLimit > 0 {
+		opts.MaxUnpacked = unpackFactor * s.opts.UploadLimit
+	}
+	done, err := ImportReader(s.opts.Store, body, opts, s.opts.Now())
+	if err != nil {
+		return uploadError(err)
+	}
+	return writeJSON(w, done)
+}
+
+// uploadError keeps a body-size error visible through the archive error
+// that wraps it.
+func uploadError(err error) error {
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return classify(tooBig)
+	}
+	return err
+}
+
+func (s *server) registry(q string) string {
+	if q != "" {
+		return q
+	}
+	return s.opts.DefaultRegistry
+}
+
+func (s *server) export(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	opts := ExportOptions{All: q.Get("all") == "1" || q.Get("all") == "true"}
+	for _, img := range q["image"] {
+		n, err := archive.ParseName(img, s.opts.DefaultRegistry)
+		if err != nil {
+			return errorf(http.StatusBadRequest, "NAME_INVALID", "%s", err.Error())
+		}
+		opts.Names = append(opts.Names, n)
+	}
+	if len(opts.Names) == 0 && !opts.All {
+		return errorf(http.StatusBadRequest, "NAME_INVALID", "name at least one image= or set all=1")
+	}
+	if p := q.Get("platform"); p != "" {
+		pl, err := v1.ParsePlatform(p)
+		if err != nil {
+			return errorf(http.StatusBadRequest, "PLATFORM_INVALID", "platform %q: %v", p, err)
+		}
+		opts.Platform = pl
+	}
+	return exportResponse(s.opts.Store, opts, w)
+}
+
+// exportResponse resolves everything first, so that a missing image is a
+// JSON error and not a cut tar; a failure once the tar has started aborts
+// the connection.
+func exportResponse(store *cache.Store, opts ExportOptions, w http.ResponseWriter) error {
+	plan, res, err := PlanExport(store, opts)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/x-tar")
+	w.Header().Set("Pullcache-Exported", strings.Join(res.Exported, ","))
+	if len(res.Skipped) > 0 {
+		b, _ := json.Marshal(res.Skipped)
+		w.Header().Set("Pullcache-Skipped", string(b))
+	}
+	if err := plan.Write(store, w); err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	return nil
+}
+
+type warmRequest struct {
+	Images   []string `json:"images"`
+	Platform string   `json:"platform,omitempty"`
+}
+
+func (s *server) warm(w http.ResponseWriter, r *http.Request) error {
+	if s.opts.Mirror == "" {
+		return errorf(http.StatusMethodNotAllowed, "UNSUPPORTED", "warm is not available on this endpoint")
+	}
+	var req warmRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
+		return errorf(http.StatusBadRequest, "BAD_REQUEST", "body: want {\"images\": [...], \"platform\": \"os/arch\"}")
+	}
+	opts := WarmOptions{Mirror: s.opts.Mirror, DefaultRegistry: s.opts.DefaultRegistry}
+	if req.Platform != "" {
+		pl, err := v1.ParsePlatform(req.Platform)
+		if err != nil {
+			return errorf(http.StatusBadRequest, "PLATFORM_INVALID", "platform %q: %v", req.Platform, err)
+		}
+		opts.Platform = pl
+	}
+	return writeJSON(w, Warm(r.Context(), opts, req.Images))
+}

@@ -1,0 +1,119 @@
+// Package admin is pullcache's maintenance surface for air-gapped and
+// offline sites: importing archives into the store, exporting cached images
+// as an OCI-layout tar, warming the cache by pulling through the mirror, and
+// listing what is cached — as plain functions for the CLI when no server
+// runs, and as an HTTP API (Handler) that a running server mounts on its
+// admin socket.
+//
+// It is not the registry API: it never answers /v2/ requests and it never
+// talks to an upstream registry itself (Warm pulls through the mirror, so
+// fills, verification and deduplication stay the mirror's).
+package admin
+
+import (
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/pullcache/pullcache/archive"
+	"github.com/pullcache/pullcache/cache"
+)
+
+// Imported is one image an import stored.
+type Imported struct {
+	// Name is registry/repository:tag.
+	Name string `json:"name"`
+	// Digest is the digest of the top manifest the tag points to.
+	Digest string `json:"digest"`
+}
+
+// Import stores every image of a verified archive: its blobs first, then,
+// per repository, its manifests, links, tags and pins in one index
+// transaction, so an interruption leaves no half image. Everything was
+// verified by archive.Open, so what can fail here is I/O.
+func Import(store *cache.Store, a *archive.Archive, at time.Time) ([]Imported, error) {
+	var out []Imported
+	for _, img := range a.Images {
+		done, err := importImage(store, img, at)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, done...)
+	}
+	return out, nil
+}
+
+func importImage(store *cache.Store, img archive.Image, at time.Time) ([]Imported, error) {
+	for _, b := range img.Blobs {
+		if err := putBlob(store, b); err != nil {
+			return nil, err
+		}
+	}
+	manifests := make([]*cache.Manifest, 0, len(img.Manifests))
+	for _, m := range img.Manifests {
+		pm, err := cache.ParseManifest(m.Bytes, m.MediaType, m.Digest)
+		if err != nil {
+			return nil, fmt.Errorf("manifest %s: %w", m.Digest, err)
+		}
+		manifests = append(manifests, pm)
+	}
+	var out []Imported
+	for repo, tags := range tagsByRepo(img.Names) {
+		if err := store.ImportImage(repo, tags, manifests, at); err != nil {
+			return out, err
+		}
+		for _, t := range tags {
+			out = append(out, Imported{Name: repo.String() + ":" + t, Digest: manifests[0].Digest.String()})
+		}
+	}
+	return out, nil
+}
+
+func putBlob(store *cache.Store, b archive.Blob) error {
+	if store.HasBlob(b.Digest) {
+		return nil
+	}
+	rc, err := b.Open()
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	if err := store.PutBlob(b.Digest, b.Size, rc); err != nil {
+		return fmt.Errorf("store blob %s: %w", b.Digest, err)
+	}
+	return nil
+}
+
+func tagsByRepo(names []archive.Name) map[cache.Repo][]string {
+	out := map[cache.Repo][]string{}
+	for _, n := range names {
+		r := repoOf(n)
+		out[r] = append(out[r], n.Tag)
+	}
+	return out
+}
+
+func repoOf(n archive.Name) cache.Repo {
+	return cache.Repo{Registry: n.Registry, Name: n.Repository}
+}
+
+// ImportFile opens, verifies and imports one archive file or OCI layout
+// directory.
+func ImportFile(store *cache.Store, path string, opts archive.Options, at time.Time) ([]Imported, error) {
+	a, err := archive.Open(path, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer a.Close()
+	return Import(store, a, at)
+}
+
+// ImportReader verifies and imports an archive read from r (an upload).
+func ImportReader(store *cache.Store, r io.Reader, opts archive.Options, at time.Time) ([]Imported, error) {
+	a, err := archive.Read(r, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer a.Close()
+	return Import(store, a, at)
+}
