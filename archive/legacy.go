@@ -31,7 +31,9 @@ type legacyReader struct {
 	n      int
 }
 
-func readLegacy(t *tree, tmp string) ([]Image, error) {
+// readSaveManifest reads a docker save's manifest.json (not a registry
+// manifest: config file, RepoTags and layer paths of each image).
+func readSaveManifest(t *tree) (tarball.Manifest, error) {
 	b, err := t.readFile("manifest.json")
 	if err != nil {
 		return nil, err
@@ -39,6 +41,14 @@ func readLegacy(t *tree, tmp string) ([]Image, error) {
 	var m tarball.Manifest
 	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, fmt.Errorf("%w: manifest.json: %v", ErrCorrupt, err)
+	}
+	return m, nil
+}
+
+func readLegacy(t *tree, tmp string) ([]Image, error) {
+	m, err := readSaveManifest(t)
+	if err != nil {
+		return nil, err
 	}
 	r := &legacyReader{t: t, tmp: tmp, layers: map[v1.Hash]Blob{}}
 	images := make([]Image, 0, len(m))

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
@@ -61,13 +60,9 @@ func dockerRepoTags(t *tree) (map[v1.Hash][]string, error) {
 	if !t.has("manifest.json") {
 		return out, nil
 	}
-	b, err := t.readFile("manifest.json")
+	m, err := readSaveManifest(t)
 	if err != nil {
 		return nil, err
-	}
-	var m tarball.Manifest
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("%w: manifest.json: %v", ErrCorrupt, err)
 	}
 	for _, d := range m {
 		if h, err := v1.NewHash("sha256:" + filepath.Base(d.Config)); err == nil {
