@@ -99,15 +99,33 @@ func (e *env) startPull(ctx context.Context, path string, header ...string) *pul
 	return p
 }
 
-func TestConcurrentColdPullsShareOneUpstreamFetch(t *testing.T) {
+// gatedBlobEnv is a mirror before an upstream holding library/app:v1, an
+// image of one layer whose GETs are held half-way at the gate, with fault.
+type gatedBlobEnv struct {
+	*env
+	img  v1.Image
+	d    v1.Hash
+	want []byte
+	gate *gate
+	path string // the layer's path on the mirror
+}
+
+func newGatedBlobEnv(t *testing.T, layerSize int64, fault blobFault) *gatedBlobEnv {
+	t.Helper()
 	up := newFakeUpstream(t)
-	img := randomImage(t, 256<<10, 1)
+	img := randomImage(t, layerSize, 1)
 	up.push("library/app:v1", img)
-	up.push("library/fork:v1", img) // same blob, another repository
 	d, want := layerBytes(t, img, 0)
 	g := newGate(t)
-	up.setFault(gatedBlob(d, want, g, blobFault{}))
+	up.setFault(gatedBlob(d, want, g, fault))
 	e := newEnv(t, up, withPrefetch(false))
+	return &gatedBlobEnv{env: e, img: img, d: d, want: want, gate: g, path: "/v2/library/app/blobs/" + d.String()}
+}
+
+func TestConcurrentColdPullsShareOneUpstreamFetch(t *testing.T) {
+	e := newGatedBlobEnv(t, 256<<10, blobFault{})
+	e.up.push("library/fork:v1", e.img) // same blob, another repository
+	d, want, up, g := e.d, e.want, e.up, e.gate
 
 	const n = 8
 	var pulls []*pull
@@ -138,14 +156,8 @@ func TestConcurrentColdPullsShareOneUpstreamFetch(t *testing.T) {
 func TestBrokenUpstreamAbortsEveryReaderAndCommitsNothing(t *testing.T) {
 	for _, fault := range []blobFault{{cut: true}, {corrupt: true}} {
 		t.Run(fmt.Sprintf("cut=%v corrupt=%v", fault.cut, fault.corrupt), func(t *testing.T) {
-			up := newFakeUpstream(t)
-			img := randomImage(t, 128<<10, 1)
-			up.push("library/app:v1", img)
-			d, want := layerBytes(t, img, 0)
-			g := newGate(t)
-			up.setFault(gatedBlob(d, want, g, fault))
-			e := newEnv(t, up, withPrefetch(false))
-			path := "/v2/library/app/blobs/" + d.String()
+			e := newGatedBlobEnv(t, 128<<10, fault)
+			d, want, up, g, path := e.d, e.want, e.up, e.gate, e.path
 
 			pulls := []*pull{e.startPull(context.Background(), path), e.startPull(context.Background(), path)}
 			for _, p := range pulls {
@@ -174,14 +186,8 @@ func TestBrokenUpstreamAbortsEveryReaderAndCommitsNothing(t *testing.T) {
 }
 
 func TestClientHangUpDoesNotStopTheFill(t *testing.T) {
-	up := newFakeUpstream(t)
-	img := randomImage(t, 256<<10, 1)
-	up.push("library/app:v1", img)
-	d, want := layerBytes(t, img, 0)
-	g := newGate(t)
-	up.setFault(gatedBlob(d, want, g, blobFault{}))
-	e := newEnv(t, up, withPrefetch(false))
-	path := "/v2/library/app/blobs/" + d.String()
+	e := newGatedBlobEnv(t, 256<<10, blobFault{})
+	want, up, g, path := e.want, e.up, e.gate, e.path
 
 	ctx, cancel := context.WithCancel(context.Background())
 	first := e.startPull(ctx, path)
@@ -202,14 +208,8 @@ func TestClientHangUpDoesNotStopTheFill(t *testing.T) {
 }
 
 func TestRangeOnABlobBeingFilled(t *testing.T) {
-	up := newFakeUpstream(t)
-	img := randomImage(t, 128<<10, 1)
-	up.push("library/app:v1", img)
-	d, want := layerBytes(t, img, 0)
-	g := newGate(t)
-	up.setFault(gatedBlob(d, want, g, blobFault{}))
-	e := newEnv(t, up, withPrefetch(false))
-	path := "/v2/library/app/blobs/" + d.String()
+	e := newGatedBlobEnv(t, 128<<10, blobFault{})
+	want, g, path := e.want, e.gate, e.path
 
 	first := e.startPull(context.Background(), path)
 	<-first.headers
