@@ -2,7 +2,8 @@
 # The project's test command: static checks, unit and integration tests with
 # the race detector, short fuzz runs, then the end-to-end tests that drive real
 # registry clients (skopeo, crane, regctl, podman, containerd) through a real
-# pullcache binary. Exits non-zero on the first failure.
+# pullcache binary, and a smoke run of the benchmark harness (bench/). Exits
+# non-zero on the first failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$SECONDS
@@ -22,7 +23,7 @@ gobin="$(go env GOBIN)"
 export PATH="$PATH:$gobin:/usr/sbin:/sbin"
 
 step "install test dependencies"
-./scripts/install-test-deps.sh || fail "installing test dependencies"
+./scripts/install-test-deps.sh --bench || fail "installing test dependencies"
 
 step "gofmt"
 unformatted="$(gofmt -l .)"
@@ -66,5 +67,8 @@ done
 
 step "end-to-end tests (real clients through a real pullcache)"
 PULLCACHE_E2E=1 go test -count=1 -timeout 20m -v ./test/e2e/... || fail "end-to-end tests"
+
+step "benchmark smoke run (quick mode: the harness works end to end; no speed is asserted)"
+PULLCACHE_BENCH_SMOKE=1 go test -count=1 -timeout 10m -v -run '^TestSmoke$' ./bench/ || fail "benchmark smoke run"
 
 printf '\nPASS: all checks (%ds)\n' "$((SECONDS - start))"
