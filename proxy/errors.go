@@ -109,7 +109,9 @@ type wireError struct {
 // writeError renders e; it is the only place error bodies are written.
 func writeError(w http.ResponseWriter, r *http.Request, e *Error) {
 	h := w.Header()
-	for _, k := range []string{"Content-Length", "Docker-Content-Digest", "Content-Range", "Etag", "Accept-Ranges"} {
+	// Headers set for a success that did not happen: above all, an error
+	// must not be cacheable for a year like the blob it is not.
+	for _, k := range []string{"Content-Length", "Docker-Content-Digest", "Content-Range", "Etag", "Accept-Ranges", "Cache-Control"} {
 		h.Del(k)
 	}
 	h.Set("Content-Type", "application/json")

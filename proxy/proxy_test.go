@@ -227,6 +227,9 @@ func TestBadRequests(t *testing.T) {
 			if got := r.header.Get("Docker-Distribution-API-Version"); got != "registry/2.0" {
 				t.Errorf("Docker-Distribution-API-Version = %q", got)
 			}
+			if got := r.header.Get("Cache-Control"); got != "" {
+				t.Errorf("an error is cacheable: Cache-Control %q", got)
+			}
 		})
 	}
 	if n := up.calls("GET manifests v1"); n != 0 {
