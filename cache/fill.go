@@ -186,6 +186,70 @@ func (r *FillReader) Read(p []byte) (int, error) {
 	}
 }
 
+// WriteTo copies the blob from the reader's offset to w as bytes become
+// visible. It copies from a file of its own with io.CopyN, so a
+// net/http ResponseWriter sends with sendfile: followers of a fill cost
+// the kernel's copy, not a trip through user space.
+func (r *FillReader) WriteTo(w io.Writer) (int64, error) {
+	file, err := r.ownFile()
+	if err != nil {
+		return io.Copy(w, struct{ io.Reader }{r})
+	}
+	defer file.Close()
+	var total int64
+	for {
+		r.f.mu.Lock()
+		avail, ferr, complete, wake := r.f.visibleLocked(), r.f.err, r.f.completeLocked(), r.f.wake
+		r.f.mu.Unlock()
+		if ferr != nil {
+			r.Failed = ferr
+			return total, ferr
+		}
+		if r.off < avail {
+			n, err := io.CopyN(w, file, avail-r.off)
+			r.off += n
+			total += n
+			if err != nil {
+				return total, err
+			}
+			continue
+		}
+		if complete {
+			return total, nil
+		}
+		if r.BeforeWait != nil {
+			r.BeforeWait()
+		}
+		select {
+		case <-wake:
+		case <-r.ctx.Done():
+			r.Failed = r.ctx.Err()
+			return total, r.ctx.Err()
+		}
+	}
+}
+
+// ownFile opens the fill's file anew, at the reader's offset: a file
+// description of its own (not a dup, which would share the offset), found
+// through /proc while the reader's reference keeps the fill's file open.
+func (r *FillReader) ownFile() (*os.File, error) {
+	r.f.mu.Lock()
+	src := r.f.file
+	r.f.mu.Unlock()
+	if src == nil {
+		return nil, errors.New("fill file closed")
+	}
+	file, err := os.Open(fmt.Sprintf("/proc/self/fd/%d", src.Fd()))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := file.Seek(r.off, io.SeekStart); err != nil {
+		file.Close()
+		return nil, err
+	}
+	return file, nil
+}
+
 // Seek sets the offset; io.SeekEnd needs the size to be known.
 func (r *FillReader) Seek(offset int64, whence int) (int64, error) {
 	switch whence {

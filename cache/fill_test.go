@@ -234,7 +234,7 @@ func TestFillSeekAndRangeWhileGrowing(t *testing.T) {
 	blob := bytes.Repeat([]byte("0123456789"), 100)
 	src := newPipeSource(int64(len(blob)))
 	f, _, _ := s.StartFill(digestOf(blob), int64(len(blob)), "r", src.open)
-	<-src.opened
+	<-f.Ready() // the size is known from here on
 	rd, _ := f.NewReader(context.Background())
 	defer rd.Close()
 	if n, err := rd.Seek(0, io.SeekEnd); err != nil || n != int64(len(blob)) {
@@ -340,5 +340,34 @@ func TestFillResumesWhereTheSourceBrokeOff(t *testing.T) {
 	defer rd.Close()
 	if got, _ := io.ReadAll(rd); !bytes.Equal(got, blob) {
 		t.Error("resumed blob differs")
+	}
+}
+
+func TestWriteToFollowsTheFill(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	blob := bytes.Repeat([]byte("0123456789abcdef"), 40_000)
+	src := newPipeSource(int64(len(blob)))
+	f, _, _ := s.StartFill(digestOf(blob), int64(len(blob)), "r", src.open)
+	<-f.Ready()
+	rd, err := f.NewReader(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	var out bytes.Buffer
+	done := make(chan error)
+	go func() {
+		_, err := rd.WriteTo(&out)
+		done <- err
+	}()
+	for i := 0; i < len(blob); i += 100_000 {
+		src.w.Write(blob[i:min(i+100_000, len(blob))])
+	}
+	src.w.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out.Bytes(), blob) {
+		t.Errorf("WriteTo wrote %d bytes, not the blob", out.Len())
 	}
 }

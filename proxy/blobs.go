@@ -42,6 +42,13 @@ func (s *Server) serveBlob(w *recorder, r *http.Request, up Upstream, req Reques
 	return streamFill(w, r, f)
 }
 
+// plainGET: a GET of the whole blob, with nothing for ServeContent to decide.
+func plainGET(r *http.Request) bool {
+	h := r.Header
+	return r.Method == http.MethodGet && h.Get("Range") == "" && h.Get("If-None-Match") == "" &&
+		h.Get("If-Match") == "" && h.Get("If-Modified-Since") == "" && h.Get("If-Unmodified-Since") == ""
+}
+
 func setBlobHeaders(h http.Header, d v1.Hash) {
 	h.Set("Docker-Content-Digest", d.String())
 	h.Set("Content-Type", "application/octet-stream")
@@ -153,10 +160,18 @@ func streamFill(w http.ResponseWriter, r *http.Request, f *cache.Fill) error {
 	defer rd.Close()
 	rc := http.NewResponseController(w)
 	rd.BeforeWait = func() { _ = rc.Flush() }
-	if f.Size() >= 0 {
+	switch {
+	case f.Size() >= 0 && plainGET(r):
+		// The common case, a whole blob: sent with sendfile as it grows.
+		w.Header().Set("Content-Length", strconv.FormatInt(f.Size(), 10))
+		w.WriteHeader(http.StatusOK)
+		_, err = rd.WriteTo(w)
+	case f.Size() >= 0:
+		// Range and conditional requests: ServeContent waits for bytes
+		// not there yet through the reader's Read.
 		http.ServeContent(w, r, "", time.Time{}, rd)
-	} else if r.Method != http.MethodHead {
-		_, err = io.Copy(w, rd)
+	case r.Method != http.MethodHead:
+		_, err = rd.WriteTo(w)
 	}
 	if rd.Failed != nil || err != nil {
 		panic(http.ErrAbortHandler)
