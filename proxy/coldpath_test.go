@@ -123,6 +123,7 @@ func newGatedBlobEnv(t *testing.T, layerSize int64, fault blobFault) *gatedBlobE
 }
 
 func TestConcurrentColdPullsShareOneUpstreamFetch(t *testing.T) {
+	checkLeaks(t)
 	e := newGatedBlobEnv(t, 256<<10, blobFault{})
 	e.up.push("library/fork:v1", e.img) // same blob, another repository
 	d, want, up, g := e.d, e.want, e.up, e.gate
@@ -156,6 +157,7 @@ func TestConcurrentColdPullsShareOneUpstreamFetch(t *testing.T) {
 func TestBrokenUpstreamAbortsEveryReaderAndCommitsNothing(t *testing.T) {
 	for _, fault := range []blobFault{{cut: true}, {corrupt: true}} {
 		t.Run(fmt.Sprintf("cut=%v corrupt=%v", fault.cut, fault.corrupt), func(t *testing.T) {
+			checkLeaks(t)
 			e := newGatedBlobEnv(t, 128<<10, fault)
 			d, want, up, g, path := e.d, e.want, e.up, e.gate, e.path
 
@@ -186,6 +188,7 @@ func TestBrokenUpstreamAbortsEveryReaderAndCommitsNothing(t *testing.T) {
 }
 
 func TestClientHangUpDoesNotStopTheFill(t *testing.T) {
+	checkLeaks(t)
 	e := newGatedBlobEnv(t, 256<<10, blobFault{})
 	want, up, g, path := e.want, e.up, e.gate, e.path
 
@@ -208,6 +211,7 @@ func TestClientHangUpDoesNotStopTheFill(t *testing.T) {
 }
 
 func TestRangeOnABlobBeingFilled(t *testing.T) {
+	checkLeaks(t)
 	e := newGatedBlobEnv(t, 128<<10, blobFault{})
 	want, g, path := e.want, e.gate, e.path
 
@@ -228,6 +232,7 @@ func TestRangeOnABlobBeingFilled(t *testing.T) {
 }
 
 func TestPrefetchFetchesLayersBeforeTheyAreAsked(t *testing.T) {
+	checkLeaks(t)
 	up := newFakeUpstream(t)
 	img := randomImage(t, 32<<10, 3)
 	up.push("library/app:v1", img)
@@ -252,6 +257,7 @@ func TestPrefetchFetchesLayersBeforeTheyAreAsked(t *testing.T) {
 }
 
 func TestPrefetchPlatformsOfAnIndex(t *testing.T) {
+	checkLeaks(t)
 	up := newFakeUpstream(t)
 	idx, imgs := twoPlatformIndex(t)
 	up.pushIndex("library/multi:v1", idx)
@@ -282,6 +288,7 @@ func TestPrefetchPlatformsOfAnIndex(t *testing.T) {
 }
 
 func TestFillResumesABrokenUpstreamTransfer(t *testing.T) {
+	checkLeaks(t)
 	up := newFakeUpstream(t)
 	img := randomImage(t, 256<<10, 1)
 	up.push("library/app:v1", img)

@@ -15,12 +15,20 @@ import (
 	"github.com/pullcache/pullcache/upstream"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// Idle keep-alive connections of http.Transport are not leaks.
-		goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
-		goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"),
-	)
+// leakOptions ignore idle keep-alive connections of http.Transport: they
+// are not leaks.
+var leakOptions = []goleak.Option{
+	goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
+	goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"),
+}
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, leakOptions...) }
+
+// checkLeaks fails t if goroutines it started outlive it. Call it first:
+// cleanups run last-in first-out, so this one runs after the test's
+// servers, stores and fills are closed.
+func checkLeaks(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t, leakOptions...) })
 }
 
 // env is a mirror in front of a fake upstream, with a controllable clock.
