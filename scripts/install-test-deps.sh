@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the registry clients the end-to-end tests drive (skopeo, podman,
-# containerd/ctr, crun, crane, regctl) when they are missing. With --bench it
+# containerd/ctr, crun, crane, regctl, staticcheck) when they are missing. With --bench it
 # also installs what bench/ compares against (nginx, wrk, hyperfine and the
 # reference registry). Idempotent: prints one line per thing it installs and
 # nothing when everything is present.
@@ -96,6 +96,7 @@ apt_install containerd containerd # also ships ctr
 apt_install crun crun
 go_install crane github.com/google/go-containerregistry/cmd/crane@v0.22.1
 go_install regctl github.com/regclient/regclient/cmd/regctl@v0.11.7
+go_install staticcheck honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 if [ "$bench" -eq 1 ]; then
 	apt_install nginx nginx

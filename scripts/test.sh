@@ -33,6 +33,9 @@ $unformatted"
 step "go vet"
 go vet ./... || fail "go vet"
 
+step "staticcheck"
+staticcheck ./... || fail "staticcheck"
+
 step "go test -race (unit and integration; includes the dependency-direction test)"
 # The e2e package skips itself without PULLCACHE_E2E; make sure it does here.
 env -u PULLCACHE_E2E go test -race -count=1 ./... || fail "go test -race"
