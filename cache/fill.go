@@ -156,32 +156,23 @@ func (r *FillReader) Read(p []byte) (int, error) {
 		return 0, nil
 	}
 	for {
-		r.f.mu.Lock()
-		avail, err, complete, wake, file := r.f.visibleLocked(), r.f.err, r.f.completeLocked(), r.f.wake, r.f.file
-		r.f.mu.Unlock()
+		st, err := r.state()
 		if err != nil {
-			r.Failed = err
 			return 0, err
 		}
-		if r.off < avail {
-			n, rerr := file.ReadAt(p[:min(int64(len(p)), avail-r.off)], r.off)
+		if r.off < st.avail {
+			n, rerr := st.file.ReadAt(p[:min(int64(len(p)), st.avail-r.off)], r.off)
 			r.off += int64(n)
 			if n > 0 {
 				return n, nil
 			}
 			return 0, fmt.Errorf("read fill: %w", rerr)
 		}
-		if complete {
+		if st.complete {
 			return 0, io.EOF
 		}
-		if r.BeforeWait != nil {
-			r.BeforeWait()
-		}
-		select {
-		case <-wake:
-		case <-r.ctx.Done():
-			r.Failed = r.ctx.Err()
-			return 0, r.ctx.Err()
+		if err := r.wait(st.wake); err != nil {
+			return 0, err
 		}
 	}
 }
@@ -198,15 +189,12 @@ func (r *FillReader) WriteTo(w io.Writer) (int64, error) {
 	defer file.Close()
 	var total int64
 	for {
-		r.f.mu.Lock()
-		avail, ferr, complete, wake := r.f.visibleLocked(), r.f.err, r.f.completeLocked(), r.f.wake
-		r.f.mu.Unlock()
-		if ferr != nil {
-			r.Failed = ferr
-			return total, ferr
+		st, err := r.state()
+		if err != nil {
+			return total, err
 		}
-		if r.off < avail {
-			n, err := io.CopyN(w, file, avail-r.off)
+		if r.off < st.avail {
+			n, err := io.CopyN(w, file, st.avail-r.off)
 			r.off += n
 			total += n
 			if err != nil {
@@ -214,18 +202,45 @@ func (r *FillReader) WriteTo(w io.Writer) (int64, error) {
 			}
 			continue
 		}
-		if complete {
+		if st.complete {
 			return total, nil
 		}
-		if r.BeforeWait != nil {
-			r.BeforeWait()
+		if err := r.wait(st.wake); err != nil {
+			return total, err
 		}
-		select {
-		case <-wake:
-		case <-r.ctx.Done():
-			r.Failed = r.ctx.Err()
-			return total, r.ctx.Err()
-		}
+	}
+}
+
+// fillState is what a reader sees of its fill at one moment.
+type fillState struct {
+	avail    int64         // bytes it may read
+	complete bool          // avail is the whole blob
+	wake     chan struct{} // closed at the next change
+	file     *os.File
+}
+
+// state snapshots the fill; a failed fill is the reader's error.
+func (r *FillReader) state() (fillState, error) {
+	r.f.mu.Lock()
+	defer r.f.mu.Unlock()
+	if r.f.err != nil {
+		r.Failed = r.f.err
+		return fillState{}, r.f.err
+	}
+	return fillState{avail: r.f.visibleLocked(), complete: r.f.completeLocked(), wake: r.f.wake, file: r.f.file}, nil
+}
+
+// wait blocks until the fill changes or the reader's context ends.
+func (r *FillReader) wait(wake <-chan struct{}) error {
+	if r.BeforeWait != nil {
+		r.BeforeWait()
+	}
+	select {
+	case <-wake:
+		return nil
+	case <-r.ctx.Done():
+		r.Failed = r.ctx.Err()
+		return r.ctx.Err()
 	}
 }
 
