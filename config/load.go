@@ -48,6 +48,14 @@ var settings = []setting{
 	}, false},
 	// No flag: a token on the command line would show in ps.
 	{"", "PULLCACHE_ADMIN_TOKEN", "", func(c *Config, v string) error { c.AdminToken = v; return nil }, false},
+	{"send-buffer", "PULLCACHE_SEND_BUFFER", "SO_SNDBUF of client connections in bytes; 0 kernel default, -1 auto (default -1)", func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("want a number of bytes, 0 or -1, got %q", v)
+		}
+		c.SendBuffer = n
+		return nil
+	}, false},
 	{"log-level", "PULLCACHE_LOG_LEVEL", "debug, info, warn or error (default info)", func(c *Config, v string) error { c.Log.Level = v; return nil }, false},
 	{"log-format", "PULLCACHE_LOG_FORMAT", "text or json (default text)", func(c *Config, v string) error { c.Log.Format = v; return nil }, false},
 }
