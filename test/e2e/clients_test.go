@@ -250,14 +250,7 @@ runroot = %q
 		"HOME=" + dir,
 	}
 	policy := writeFile(t, filepath.Join(dir, "policy.json"), insecureAcceptAnything)
-	global := []string{
-		"--root", filepath.Join(dir, "root"),
-		"--runroot", filepath.Join(dir, "run"),
-		"--storage-driver", "vfs",
-		"--cgroup-manager", "cgroupfs",
-		"--events-backend", "file",
-		"--tmpdir", filepath.Join(dir, "tmp"),
-	}
+	global := podmanGlobalFlags(dir)
 	ref := "docker.io/" + image
 	args := append(append([]string(nil), global...), "pull", "--signature-policy", policy)
 	if platform != "" {
@@ -274,6 +267,19 @@ runroot = %q
 // the digest the tag resolved to (the index's, for an index) and RepoDigests
 // names the index and the platform's manifest (only the manifest, for a
 // single-platform image).
+// podmanGlobalFlags keep podman's storage and state under dir and let it
+// pull as root on this machine without systemd or a daemon.
+func podmanGlobalFlags(dir string) []string {
+	return []string{
+		"--root", filepath.Join(dir, "root"),
+		"--runroot", filepath.Join(dir, "run"),
+		"--storage-driver", "vfs",
+		"--cgroup-manager", "cgroupfs",
+		"--events-backend", "file",
+		"--tmpdir", filepath.Join(dir, "tmp"),
+	}
+}
+
 func podmanPulled(t *testing.T, inspect string) pulled {
 	t.Helper()
 	var imgs []struct {

@@ -411,14 +411,7 @@ func newPodmanWithPrefixedMirrors(t *testing.T, mirror string, registries []stri
 			"CONTAINERS_CONF=" + writeFile(t, filepath.Join(dir, "containers.conf"), ""),
 			"HOME=" + dir,
 		},
-		global: []string{
-			"--root", filepath.Join(dir, "root"),
-			"--runroot", filepath.Join(dir, "run"),
-			"--storage-driver", "vfs",
-			"--cgroup-manager", "cgroupfs",
-			"--events-backend", "file",
-			"--tmpdir", filepath.Join(dir, "tmp"),
-		},
+		global: podmanGlobalFlags(dir),
 		policy: writeFile(t, filepath.Join(dir, "policy.json"), insecureAcceptAnything),
 	}
 }
