@@ -135,9 +135,6 @@ func newEndpoint(registry, raw string) (*endpoint, error) {
 	return &endpoint{host: u.Host, reg: reg, scoped: scoped}, nil
 }
 
-// Name is the registry's name as clients know it.
-func (r *Registry) Name() string { return r.name }
-
 // Timeouts bound the phases of an upstream request. A body that stalls is
 // the caller's to bound (the cache fails a fill that stalls).
 type Timeouts struct {
