@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -96,10 +95,8 @@ func classify(err error) Kind {
 	case errors.As(err, &te):
 		return classifyStatus(te.StatusCode)
 	}
-	var ne net.Error
-	if errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) {
-		return Unavailable
-	}
+	// Anything else (connection errors, timeouts, TLS failures) means the
+	// registry could not be reached.
 	return Unavailable
 }
 
