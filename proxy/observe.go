@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pullcache/pullcache/stats"
 )
 
 type metrics struct {
@@ -143,6 +145,7 @@ func (w *recorder) finish() {
 	m.requests.WithLabelValues(w.route, w.r.Method, outcome).Inc()
 	m.duration.WithLabelValues(w.route).Observe(time.Since(w.start).Seconds())
 	m.bytes.WithLabelValues(w.route).Add(float64(w.bytes))
+	w.s.opts.Stats.Answered(w.answer(status, p != nil))
 	w.log(outcome)
 	if p != nil {
 		panic(p)
@@ -172,4 +175,16 @@ func (w *recorder) log(outcome string) {
 		level = slog.LevelWarn
 	}
 	w.s.log.LogAttrs(w.r.Context(), level, "request", attrs...)
+}
+
+// answer is what the statistics keep of the request.
+func (w *recorder) answer(status int, aborted bool) stats.Answer {
+	a := stats.Answer{Route: w.route, Method: w.r.Method, Status: status, Source: string(w.src),
+		Bytes: w.bytes, Aborted: aborted, Path: w.r.URL.Path}
+	if w.err != nil {
+		a.Error = w.err.Error()
+	} else if aborted {
+		a.Error = "transfer aborted"
+	}
+	return a
 }

@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/pullcache/pullcache/cache"
+	"github.com/pullcache/pullcache/stats"
 	"github.com/pullcache/pullcache/upstream"
 )
 
@@ -67,6 +68,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Metrics registers the server's metrics. Default: none registered.
 	Metrics prometheus.Registerer
+	// Stats, when set, is told of every answer and every upstream request
+	// (the console's live figures). Default: none.
+	Stats *stats.Recorder
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -107,13 +111,14 @@ func New(opts Options) (*Server, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	if opts.Offline {
-		regs := make(map[string]Upstream, len(opts.Registries))
-		for name := range opts.Registries {
-			regs[name] = offlineUpstream{}
+	regs := make(map[string]Upstream, len(opts.Registries))
+	for name, up := range opts.Registries {
+		if opts.Offline {
+			up = offlineUpstream{}
 		}
-		opts.Registries = regs
+		regs[name] = countUpstream(up, opts.Stats)
 	}
+	opts.Registries = regs
 	m, err := newMetrics(opts.Metrics)
 	if err != nil {
 		return nil, err
@@ -209,7 +214,7 @@ func (s *Server) upstreamFor(name string) (Upstream, bool) {
 	if !ok {
 		return nil, false
 	}
-	up2, _ := s.allowed.LoadOrStore(name, up)
+	up2, _ := s.allowed.LoadOrStore(name, countUpstream(up, s.opts.Stats))
 	return up2.(Upstream), true
 }
 
