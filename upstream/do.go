@@ -28,10 +28,14 @@ var DefaultRetry = Retry{Attempts: 3, Backoff: 200 * time.Millisecond, MaxRetryA
 // endpointCooldown is how long an endpoint that failed is tried last.
 const endpointCooldown = 30 * time.Second
 
-// health remembers when an endpoint last failed.
+// health remembers when an endpoint last failed, and what it last did
+// (for the console's upstream health).
 type health struct {
 	mu        sync.Mutex
 	downUntil time.Time
+	lastOK    time.Time
+	lastErrAt time.Time
+	lastErr   string
 }
 
 func (h *health) down() bool {
@@ -40,13 +44,17 @@ func (h *health) down() bool {
 	return time.Now().Before(h.downUntil)
 }
 
-func (h *health) set(failed bool) {
+// set records an answer (err nil) or a failure to answer.
+func (h *health) set(err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if failed {
-		h.downUntil = time.Now().Add(endpointCooldown)
+	now := time.Now()
+	if err != nil {
+		h.downUntil = now.Add(endpointCooldown)
+		h.lastErrAt, h.lastErr = now, err.Error()
 	} else {
 		h.downUntil = time.Time{}
+		h.lastOK = now
 	}
 }
 
@@ -80,14 +88,14 @@ func (r *Registry) do(ctx context.Context, method, repo, pathAndQuery string, he
 		var resp *http.Response
 		resp, err = r.tryEndpoint(ctx, ep, method, repo, pathAndQuery, header, codes)
 		if err == nil {
-			ep.health.set(false)
+			ep.health.set(nil)
 			resp.Body = &release{ReadCloser: resp.Body, sem: r.sem}
 			return resp, nil
 		}
 		if KindOf(err) != Unavailable {
 			break
 		}
-		ep.health.set(true)
+		ep.health.set(err)
 	}
 	<-r.sem
 	return nil, err
