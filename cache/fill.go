@@ -40,6 +40,8 @@ type Fill struct {
 	Origin string
 	ready  chan struct{} // closed when Size is known or opening failed
 	done   chan struct{} // closed when the fill committed or failed
+	// started is when the fill began (for the console's fills in progress).
+	started time.Time
 
 	mu      sync.Mutex
 	size    int64
@@ -347,7 +349,7 @@ func (s *Store) StartFill(h v1.Hash, size int64, origin string, open Source) (f 
 
 func newFill(h v1.Hash, origin, path string) *Fill {
 	return &Fill{digest: h, Origin: origin, ready: make(chan struct{}), done: make(chan struct{}),
-		size: -1, wake: make(chan struct{}), path: path}
+		started: time.Now(), size: -1, wake: make(chan struct{}), path: path}
 }
 
 // committedFill is a finished fill of a committed blob; its file is opened
