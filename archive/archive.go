@@ -60,6 +60,10 @@ type Options struct {
 	// MaxUnpacked bounds the bytes an archive may unpack to (a compressed
 	// upload can expand a thousandfold). Default 0: no limit.
 	MaxUnpacked int64
+	// Progress, when set, is called as the unpacked files are verified
+	// (hashed), with the bytes verified so far and the bytes unpacked.
+	// Default: none.
+	Progress func(done, total int64)
 }
 
 // Name is where an image is stored: registry, repository and tag.
@@ -150,6 +154,7 @@ func withTemp(opts Options, load func(tmp string) (*tree, error)) (*Archive, err
 	}
 	t, err := load(tmp)
 	if err == nil {
+		t.meter = &meter{total: t.unpacked, report: opts.Progress}
 		var a *Archive
 		if a, err = build(t, tmp, opts); err == nil {
 			return a, nil

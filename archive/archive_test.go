@@ -325,3 +325,39 @@ func TestUnpackedSizeIsBounded(t *testing.T) {
 		t.Errorf("message %q does not mention the limit", err)
 	}
 }
+
+func TestProgressCountsVerifiedBytes(t *testing.T) {
+	for _, kind := range []string{"legacy", "oci"} {
+		t.Run(kind, func(t *testing.T) {
+			var b []byte
+			if kind == "legacy" {
+				b = archivetest.Tar(t, archivetest.LegacySave(archivetest.TwoLayerImage(t, "app:v1"))...)
+			} else {
+				entries, _ := archivetest.DockerOCISave(t, "app:v1")
+				b = archivetest.Tar(t, entries...)
+			}
+			var calls, last, total int64
+			opts := archive.Options{TempDir: t.TempDir(), Progress: func(done, tot int64) {
+				if done < last {
+					t.Errorf("progress went back from %d to %d", last, done)
+				}
+				calls++
+				last, total = done, tot
+			}}
+			a, err := archive.Read(bytes.NewReader(b), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Close()
+			if calls == 0 {
+				t.Fatal("no progress reported")
+			}
+			if last > total {
+				t.Errorf("verified %d of %d", last, total)
+			}
+			if total == 0 {
+				t.Error("total unknown")
+			}
+		})
+	}
+}

@@ -103,6 +103,38 @@ type tree struct {
 	left  int64
 	files map[string]bool   // cleaned entry name → regular file present
 	links map[string]string // cleaned link name → cleaned target
+	// unpacked is the bytes of the regular files; meter counts those
+	// verified.
+	unpacked int64
+	meter    *meter
+}
+
+// meter reports verification progress.
+type meter struct {
+	done, total int64
+	report      func(done, total int64)
+}
+
+// reader counts the bytes read from r as verified.
+func (m *meter) reader(r io.Reader) io.Reader {
+	if m == nil || m.report == nil {
+		return r
+	}
+	return meterReader{r: r, m: m}
+}
+
+type meterReader struct {
+	r io.Reader
+	m *meter
+}
+
+func (mr meterReader) Read(p []byte) (int, error) {
+	n, err := mr.r.Read(p)
+	if n > 0 {
+		mr.m.done += int64(n)
+		mr.m.report(min(mr.m.done, mr.m.total), mr.m.total)
+	}
+	return n, err
 }
 
 // unpack reads a (possibly compressed) tar from r into dir, refusing the
@@ -229,6 +261,7 @@ func (t *tree) writeFile(tr *tar.Reader, hdr *tar.Header, name string) error {
 	if n != hdr.Size {
 		return fmt.Errorf("%w: entry %s: %d of %d bytes", ErrCorrupt, hdr.Name, n, hdr.Size)
 	}
+	t.unpacked += n
 	t.files[name] = true
 	return nil
 }
@@ -321,6 +354,9 @@ func scanDir(root string) (*tree, error) {
 			return nil
 		case d.Type().IsRegular():
 			t.files[filepath.ToSlash(rel)] = true
+			if fi, err := d.Info(); err == nil {
+				t.unpacked += fi.Size()
+			}
 			return nil
 		}
 		return fmt.Errorf("%w: %s: not a regular file", ErrUnsafe, p)

@@ -125,7 +125,7 @@ func (r *legacyReader) layer(name string, diffID v1.Hash) (Blob, error) {
 		return Blob{}, err
 	}
 	defer f.Close()
-	br := bufio.NewReaderSize(f, 64<<10)
+	br := bufio.NewReaderSize(r.t.meter.reader(f), 64<<10)
 	head, _ := br.Peek(6)
 	var b Blob
 	switch c := Sniff(head); c {

@@ -167,7 +167,7 @@ func (r *ociReader) blob(d v1.Descriptor) (Blob, error) {
 		return Blob{}, err
 	}
 	defer f.Close()
-	got, size, err := v1.SHA256(f)
+	got, size, err := v1.SHA256(r.t.meter.reader(f))
 	if err != nil {
 		return Blob{}, fmt.Errorf("%s: %w", name, err)
 	}
