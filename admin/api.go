@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/pullcache/pullcache/archive"
 	"github.com/pullcache/pullcache/cache"
+	"github.com/pullcache/pullcache/stats"
 )
 
 // Options configure the admin HTTP API.
@@ -38,6 +40,14 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Stats are the registry API's live statistics (GET /admin/stats).
+	// Default: none (the figures are zero).
+	Stats *stats.Recorder
+	// Upstreams reports the health of the upstream registries. Default:
+	// none listed.
+	Upstreams func() []RegistryHealth
+	// Offline says the mirror never contacts an upstream (shown in stats).
+	Offline bool
 }
 
 // Info is what GET /admin/info answers.
@@ -60,6 +70,7 @@ type apiError struct {
 	status int
 	code   string
 	msg    string
+	detail any
 }
 
 func (e *apiError) Error() string { return e.msg }
@@ -74,7 +85,23 @@ func errorf(status int, code, format string, a ...any) error {
 const unpackFactor = 8
 
 type server struct {
-	opts Options
+	opts  Options
+	usage usageMemo
+}
+
+// Admin is the admin API as Go methods, for the console, and as an HTTP
+// handler; both answer from the same code.
+type Admin struct{ *server }
+
+// New returns the admin API configured by opts.
+func New(opts Options) *Admin {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Admin{&server{opts: opts}}
 }
 
 // Handler returns the admin API:
@@ -87,22 +114,24 @@ type server struct {
 //	                      an OCI-layout tar
 //	POST /admin/warm      body {"images": [...], "platform": "os/arch"} →
 //	                      []WarmResult (200 even when some failed)
+//	GET  /admin/stats     Stats: what the mirror holds, serves and saves
+//	GET  /admin/image     query: image=NAME:TAG or NAME@DIGEST → ImageInfo
 //
 // Errors are OCI error JSON: {"errors":[{"code":..., "message":...}]}.
-func Handler(opts Options) http.Handler {
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	s := &server{opts: opts}
+// Import and warm stream their progress as NDJSON when the request
+// carries Accept: application/x-ndjson (see ImportEvent, WarmEvent).
+func Handler(opts Options) http.Handler { return New(opts).Handler() }
+
+// Handler returns the admin API's HTTP handler (see the package's Handler).
+func (s *server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /admin/info", s.wrap(s.info))
 	mux.Handle("GET /admin/images", s.wrap(s.images))
 	mux.Handle("POST /admin/import", s.wrap(s.importArchive))
 	mux.Handle("GET /admin/export", s.wrap(s.export))
 	mux.Handle("POST /admin/warm", s.wrap(s.warm))
+	mux.Handle("GET /admin/stats", s.wrap(s.statsJSON))
+	mux.Handle("GET /admin/image", s.wrap(s.imageJSON))
 	mux.Handle("/", s.wrap(func(http.ResponseWriter, *http.Request) error {
 		return errorf(http.StatusNotFound, "NOT_FOUND", "no such admin endpoint")
 	}))
@@ -148,8 +177,9 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	type entry struct {
 		Code    string `json:"code"`
 		Message string `json:"message"`
+		Detail  any    `json:"detail,omitempty"`
 	}
-	_ = json.NewEncoder(w).Encode(map[string][]entry{"errors": {{Code: ae.code, Message: ae.msg}}})
+	_ = json.NewEncoder(w).Encode(map[string][]entry{"errors": {{Code: ae.code, Message: ae.msg, Detail: ae.detail}}})
 }
 
 // classify maps an operation's error to a wire error. Archive errors are
@@ -158,15 +188,18 @@ func classify(err error) *apiError {
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooBig):
-		return &apiError{http.StatusRequestEntityTooLarge, "SIZE_INVALID", fmt.Sprintf("upload larger than the limit of %d bytes", tooBig.Limit)}
-	case errors.Is(err, archive.ErrNoName), errors.Is(err, archive.ErrBadName):
-		return &apiError{http.StatusBadRequest, "NAME_INVALID", err.Error()}
+		return &apiError{http.StatusRequestEntityTooLarge, "SIZE_INVALID", fmt.Sprintf("upload larger than the limit of %d bytes", tooBig.Limit), nil}
+	case errors.Is(err, archive.ErrNoName):
+		// The detail lets a form ask for the name and send the archive again.
+		return &apiError{http.StatusBadRequest, "NAME_INVALID", err.Error(), map[string]string{"reason": "NO_NAME"}}
+	case errors.Is(err, archive.ErrBadName):
+		return &apiError{http.StatusBadRequest, "NAME_INVALID", err.Error(), nil}
 	case errors.Is(err, archive.ErrUnsafe), errors.Is(err, archive.ErrCorrupt):
-		return &apiError{http.StatusBadRequest, "ARCHIVE_INVALID", err.Error()}
+		return &apiError{http.StatusBadRequest, "ARCHIVE_INVALID", err.Error(), nil}
 	case errors.Is(err, cache.ErrNotFound), errors.Is(err, ErrIncomplete):
-		return &apiError{http.StatusNotFound, "MANIFEST_UNKNOWN", err.Error()}
+		return &apiError{http.StatusNotFound, "MANIFEST_UNKNOWN", err.Error(), nil}
 	}
-	return &apiError{http.StatusInternalServerError, "UNKNOWN", "internal error; see the server log"}
+	return &apiError{http.StatusInternalServerError, "UNKNOWN", "internal error; see the server log", nil}
 }
 
 func writeJSON(w http.ResponseWriter, v any) error {
@@ -211,6 +244,12 @@ func (s *server) importArchive(w http.ResponseWriter, r *http.Request) error {
 	opts := archive.Options{DefaultRegistry: s.registry(q.Get("registry")), Tags: q["tag"], TempDir: s.opts.TempDir}
 	if s.opts.UploadLimit > 0 {
 		opts.MaxUnpacked = unpackFactor * s.opts.UploadLimit
+	}
+	if wantsProgress(r) {
+		return s.importWithProgress(w, body, func(progress func(string, int64, int64)) ([]Imported, error) {
+			opts.Progress = func(done, total int64) { progress("verify", done, total) }
+			return importReader(s.opts.Store, body, opts, s.opts.Now(), func(done, total int64) { progress("store", done, total) })
+		})
 	}
 	done, err := ImportReader(s.opts.Store, body, opts, s.opts.Now())
 	if err != nil {
@@ -268,6 +307,8 @@ func exportResponse(store *cache.Store, opts ExportOptions, w http.ResponseWrite
 		return err
 	}
 	w.Header().Set("Content-Type", "application/x-tar")
+	// A browser saves the bundle instead of showing it.
+	w.Header().Set("Content-Disposition", `attachment; filename="pullcache-bundle.tar"`)
 	w.Header().Set("Pullcache-Exported", strings.Join(res.Exported, ","))
 	if len(res.Skipped) > 0 {
 		b, _ := json.Marshal(res.Skipped)
@@ -300,5 +341,23 @@ func (s *server) warm(w http.ResponseWriter, r *http.Request) error {
 		}
 		opts.Platform = pl
 	}
-	return writeJSON(w, Warm(r.Context(), opts, req.Images))
+	if !wantsProgress(r) {
+		return writeJSON(w, Warm(r.Context(), opts, req.Images))
+	}
+	// With progress the warm goes on when the client leaves (a browser
+	// tab closed), as the fills it started do anyway.
+	st := newStream(w)
+	opts.Progress = func(p Progress) {
+		ev := WarmEvent{Image: p.Image, Done: p.Done, Total: p.Total, Finished: p.Finished}
+		if p.Err != nil {
+			ev.Error = p.Err.Error()
+		}
+		st.send(p.Image, p.Finished, ev)
+	}
+	for _, img := range req.Images {
+		st.send(img, true, WarmEvent{Image: img})
+	}
+	results := Warm(context.WithoutCancel(r.Context()), opts, req.Images)
+	st.send("", true, WarmEvent{Results: results})
+	return nil
 }

@@ -32,9 +32,16 @@ type Imported struct {
 // transaction, so an interruption leaves no half image. Everything was
 // verified by archive.Open, so what can fail here is I/O.
 func Import(store *cache.Store, a *archive.Archive, at time.Time) ([]Imported, error) {
+	return importAll(store, a, at, nil)
+}
+
+// importAll is Import, reporting the bytes of blobs stored so far to
+// progress (if not nil).
+func importAll(store *cache.Store, a *archive.Archive, at time.Time, progress func(done, total int64)) ([]Imported, error) {
+	m := newStoreMeter(a, progress)
 	var out []Imported
 	for _, img := range a.Images {
-		done, err := importImage(store, img, at)
+		done, err := importImage(store, img, at, m)
 		if err != nil {
 			return out, err
 		}
@@ -43,9 +50,41 @@ func Import(store *cache.Store, a *archive.Archive, at time.Time) ([]Imported, e
 	return out, nil
 }
 
-func importImage(store *cache.Store, img archive.Image, at time.Time) ([]Imported, error) {
+// storeMeter counts the blob bytes an import has stored.
+type storeMeter struct {
+	done, total int64
+	report      func(done, total int64)
+}
+
+func newStoreMeter(a *archive.Archive, report func(done, total int64)) *storeMeter {
+	m := &storeMeter{report: report}
+	seen := map[string]bool{}
+	for _, img := range a.Images {
+		for _, b := range img.Blobs {
+			if !seen[b.Digest.String()] {
+				seen[b.Digest.String()] = true
+				m.total += b.Size
+			}
+		}
+	}
+	return m
+}
+
+func (m *storeMeter) add(n int64) {
+	m.done += n
+	if m.report != nil {
+		m.report(min(m.done, m.total), m.total)
+	}
+}
+
+func (m *storeMeter) Write(p []byte) (int, error) {
+	m.add(int64(len(p)))
+	return len(p), nil
+}
+
+func importImage(store *cache.Store, img archive.Image, at time.Time, m *storeMeter) ([]Imported, error) {
 	for _, b := range img.Blobs {
-		if err := putBlob(store, b); err != nil {
+		if err := putBlob(store, b, m); err != nil {
 			return nil, err
 		}
 	}
@@ -69,8 +108,9 @@ func importImage(store *cache.Store, img archive.Image, at time.Time) ([]Importe
 	return out, nil
 }
 
-func putBlob(store *cache.Store, b archive.Blob) error {
+func putBlob(store *cache.Store, b archive.Blob, m *storeMeter) error {
 	if store.HasBlob(b.Digest) {
+		m.add(b.Size)
 		return nil
 	}
 	rc, err := b.Open()
@@ -78,7 +118,7 @@ func putBlob(store *cache.Store, b archive.Blob) error {
 		return err
 	}
 	defer rc.Close()
-	if err := store.PutBlob(b.Digest, b.Size, rc); err != nil {
+	if err := store.PutBlob(b.Digest, b.Size, io.TeeReader(rc, m)); err != nil {
 		return fmt.Errorf("store blob %s: %w", b.Digest, err)
 	}
 	return nil
@@ -110,10 +150,14 @@ func ImportFile(store *cache.Store, path string, opts archive.Options, at time.T
 
 // ImportReader verifies and imports an archive read from r (an upload).
 func ImportReader(store *cache.Store, r io.Reader, opts archive.Options, at time.Time) ([]Imported, error) {
+	return importReader(store, r, opts, at, nil)
+}
+
+func importReader(store *cache.Store, r io.Reader, opts archive.Options, at time.Time, progress func(done, total int64)) ([]Imported, error) {
 	a, err := archive.Read(r, opts)
 	if err != nil {
 		return nil, err
 	}
 	defer a.Close()
-	return Import(store, a, at)
+	return importAll(store, a, at, progress)
 }
