@@ -361,3 +361,16 @@ func (s *server) warm(w http.ResponseWriter, r *http.Request) error {
 	st.send("", true, WarmEvent{Results: results})
 	return nil
 }
+
+// Images is what GET /admin/images answers.
+func (s *server) Images() ([]Image, error) { return List(s.opts.Store) }
+
+// ErrorStatus is the HTTP status the admin API answers err with, and its
+// message safe to show: the console reports errors as the API does.
+func ErrorStatus(err error) (int, string) {
+	var ae *apiError
+	if !errors.As(err, &ae) {
+		ae = classify(err)
+	}
+	return ae.status, ae.msg
+}

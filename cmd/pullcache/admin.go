@@ -39,8 +39,12 @@ func resetImportTemp(data string) error {
 }
 
 // adminHandler is the admin API of a serving process.
-func adminHandler(cfg config.Config, store *cache.Store, mirror string, log *slog.Logger, token string, limit int64) http.Handler {
-	return admin.Handler(admin.Options{
+func adminHandler(cfg config.Config, store *cache.Store, mirror string, log *slog.Logger, token string, limit int64, obs *observers) http.Handler {
+	return admin.Handler(adminOptions(cfg, store, mirror, log, token, limit, obs))
+}
+
+func adminOptions(cfg config.Config, store *cache.Store, mirror string, log *slog.Logger, token string, limit int64, obs *observers) admin.Options {
+	opts := admin.Options{
 		Store:           store,
 		DefaultRegistry: cfg.DefaultRegistry,
 		TempDir:         importTemp(cfg.Data),
@@ -48,14 +52,19 @@ func adminHandler(cfg config.Config, store *cache.Store, mirror string, log *slo
 		Token:           token,
 		Mirror:          mirror,
 		Logger:          log,
-	})
+		Offline:         cfg.Offline,
+	}
+	if obs != nil {
+		opts.Stats, opts.Upstreams = obs.stats, obs.health
+	}
+	return opts
 }
 
 // startAdmin serves the admin API on <data>/admin.sock (mode 0600: only the
 // owner of the data directory may use it) until the returned stop is
 // called. A socket file left by a process that died is replaced; one a
 // live server answers on means the data directory is in use.
-func startAdmin(cfg config.Config, store *cache.Store, main net.Addr, log *slog.Logger) (stop func(), err error) {
+func startAdmin(cfg config.Config, store *cache.Store, main net.Addr, obs *observers, log *slog.Logger) (stop func(), err error) {
 	path := adminSocket(cfg.Data)
 	if err := removeStaleSocket(path); err != nil {
 		return nil, err
@@ -72,7 +81,7 @@ func startAdmin(cfg config.Config, store *cache.Store, main net.Addr, log *slog.
 		return nil, fmt.Errorf("admin socket %s: %w", path, err)
 	}
 	hs := &http.Server{
-		Handler:           adminHandler(cfg, store, mirrorURL(main), log, "", 0),
+		Handler:           adminHandler(cfg, store, mirrorURL(main), log, "", 0, obs),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}

@@ -46,7 +46,8 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	defer store.Close()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	srv, err := newProxy(cfg, store, log, reg)
+	obs := newObservers()
+	srv, err := newProxy(cfg, store, log, reg, obs)
 	if err != nil {
 		return err
 	}
@@ -57,7 +58,7 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	// Without the socket (a data path too long for one, say) the mirror
 	// still serves; import, export and warm then say the directory is in use.
-	if stopAdmin, err := startAdmin(cfg, store, ln.Addr(), log); err != nil {
+	if stopAdmin, err := startAdmin(cfg, store, ln.Addr(), obs, log); err != nil {
 		log.Warn("admin socket unavailable", "err", err)
 	} else {
 		defer stopAdmin()
@@ -65,8 +66,13 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	if cfg.AdminToken != "" {
-		mux.Handle("/admin/", adminHandler(cfg, store, mirrorURL(ln.Addr()), log, cfg.AdminToken, cfg.UploadLimit))
+		mux.Handle("/admin/", adminHandler(cfg, store, mirrorURL(ln.Addr()), log, cfg.AdminToken, cfg.UploadLimit, obs))
 	}
+	ui, err := consoleHandler(cfg, store, mirrorURL(ln.Addr()), obs, log)
+	if err != nil {
+		return err
+	}
+	mux.Handle("/ui/", ui)
 	mux.Handle("/", srv)
 	log.Info("listening", "addr", ln.Addr().String(), "data", cfg.Data,
 		"registries", strings.Join(cfg.RegistryNames(), ","), "offline", cfg.Offline)
@@ -112,11 +118,14 @@ func openStore(cfg config.Config, log *slog.Logger) (*cache.Store, error) {
 	return store, err
 }
 
-func newProxy(cfg config.Config, store *cache.Store, log *slog.Logger, reg prometheus.Registerer) (*proxy.Server, error) {
+// newProxy builds the registry API; obs, when not nil, is told of what
+// it serves and which registries it built.
+func newProxy(cfg config.Config, store *cache.Store, log *slog.Logger, reg prometheus.Registerer, obs *observers) (*proxy.Server, error) {
 	ups, err := newUpstreams(cfg, log)
 	if err != nil {
 		return nil, err
 	}
+	obs.watch(ups)
 	var platforms []v1.Platform
 	for _, p := range cfg.PrefetchPlatforms {
 		pl, err := v1.ParsePlatform(p)
@@ -129,7 +138,7 @@ func newProxy(cfg config.Config, store *cache.Store, log *slog.Logger, reg prome
 		Store:               store,
 		Registries:          ups,
 		Hosts:               cfg.Hosts,
-		Allow:               allowUpstream(cfg, log),
+		Allow:               obs.watchAllowed(allowUpstream(cfg, log)),
 		DefaultRegistry:     cfg.DefaultRegistry,
 		TagTTL:              time.Duration(cfg.TagTTL),
 		Prefetch:            cfg.PrefetchEnabled() && !cfg.Offline,
@@ -138,6 +147,7 @@ func newProxy(cfg config.Config, store *cache.Store, log *slog.Logger, reg prome
 		PrefetchPlatforms:   platforms,
 		Logger:              log,
 		Metrics:             reg,
+		Stats:               obs.recorder(),
 	})
 }
 

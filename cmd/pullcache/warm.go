@@ -127,7 +127,7 @@ func warmInProcess(ctx context.Context, cfg config.Config, opts admin.WarmOption
 		return nil, err
 	}
 	defer store.Close()
-	srv, err := newProxy(cfg, store, log, prometheus.NewRegistry())
+	srv, err := newProxy(cfg, store, log, prometheus.NewRegistry(), nil)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,112 @@
+package console
+
+import (
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"net/url"
+	"strings"
+	"time"
+)
+
+var funcs = template.FuncMap{
+	"bytes":   humanBytes,
+	"pct":     func(f float64) string { return fmt.Sprintf("%.1f%%", 100*f) },
+	"ago":     ago,
+	"short":   shortDigest,
+	"join":    strings.Join,
+	"count":   humanCount,
+	"percent": percent,
+	"stamp":   func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
+}
+
+func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+func urlQueryEscape(s string) string { return url.QueryEscape(s) }
+
+// humanBytes is n in binary units, e.g. "3.2 MiB".
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// humanCount is n with thousands separated: 1 234 567.
+func humanCount(n int64) string {
+	s := fmt.Sprint(n)
+	if n < 0 {
+		return s
+	}
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteRune('\u202f')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// percent is done of total as a whole percentage, 0 when total is unknown.
+func percent(done, total int64) int64 {
+	if total <= 0 {
+		return 0
+	}
+	return min(100*done/total, 100)
+}
+
+// ago says how long before now t was: "never" for the zero time.
+func ago(now, t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	d := now.Sub(t)
+	switch {
+	case d < 0:
+		return "in " + (-d).Round(time.Second).String()
+	case d < time.Minute:
+		return fmt.Sprintf("%ds ago", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm ago", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh ago", int(d.Hours()))
+	}
+	return fmt.Sprintf("%dd ago", int(d.Hours()/24))
+}
+
+// shortDigest is sha256:0123456789ab.
+func shortDigest(d string) string {
+	if alg, hex, ok := strings.Cut(d, ":"); ok && len(hex) > 12 {
+		return alg + ":" + hex[:12]
+	}
+	return d
+}
+
+// imageName is a tag's name split into its parts.
+type imageName struct {
+	Registry, Repository, Tag string
+}
+
+func (n imageName) Repo() string { return n.Registry + "/" + n.Repository }
+func (n imageName) Ref() string  { return n.Repo() + ":" + n.Tag }
+
+// splitName splits registry/repository:tag as admin lists it: a registry
+// has no '/', a tag no ':'.
+func splitName(s string) (imageName, bool) {
+	reg, rest, ok := strings.Cut(s, "/")
+	if !ok {
+		return imageName{}, false
+	}
+	i := strings.LastIndex(rest, ":")
+	if i < 0 {
+		return imageName{}, false
+	}
+	return imageName{Registry: reg, Repository: rest[:i], Tag: rest[i+1:]}, true
+}
