@@ -281,4 +281,3 @@ func TestWarmStreamsPerImageProgress(t *testing.T) {
 		t.Fatalf("last event %+v, want both results", last)
 	}
 }
-
