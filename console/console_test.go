@@ -1,0 +1,401 @@
+package console_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pullcache/pullcache/admin"
+	"github.com/pullcache/pullcache/archive"
+	"github.com/pullcache/pullcache/archive/archivetest"
+	"github.com/pullcache/pullcache/cache"
+	"github.com/pullcache/pullcache/console"
+	"github.com/pullcache/pullcache/stats"
+)
+
+const token = "console-test-token-0123"
+
+type env struct {
+	t     *testing.T
+	store *cache.Store
+	stats *stats.Recorder
+	srv   *httptest.Server
+}
+
+func newEnv(t *testing.T, auth console.Authenticator) *env {
+	t.Helper()
+	store, err := cache.Open(cache.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	rec := stats.New(nil)
+	a := admin.New(admin.Options{Store: store, TempDir: t.TempDir(), UploadLimit: 1 << 20, Stats: rec})
+	c, err := console.New(console.Options{Admin: a, Auth: auth, UploadLimit: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(c)
+	t.Cleanup(srv.Close)
+	return &env{t: t, store: store, stats: rec, srv: srv}
+}
+
+// browser is a client with cookies that does not follow redirects.
+type browser struct {
+	e    *env
+	c    *http.Client
+	csrf string
+}
+
+func (e *env) browser() *browser {
+	jar, _ := cookiejar.New(nil)
+	return &browser{e: e, c: &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse
+	}}}
+}
+
+type answer struct {
+	status int
+	header http.Header
+	body   string
+}
+
+func (b *browser) do(method, path string, body io.Reader, header ...string) answer {
+	b.e.t.Helper()
+	req, err := http.NewRequest(method, b.e.srv.URL+path, body)
+	if err != nil {
+		b.e.t.Fatal(err)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := b.c.Do(req)
+	if err != nil {
+		b.e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return answer{status: resp.StatusCode, header: resp.Header, body: string(out)}
+}
+
+func (b *browser) get(path string) answer { return b.do(http.MethodGet, path, nil) }
+
+var (
+	formCSRF = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+	metaCSRF = regexp.MustCompile(`name="csrf-token" content="([^"]+)"`)
+)
+
+func (b *browser) postForm(path string, form url.Values, header ...string) answer {
+	b.e.t.Helper()
+	h := append([]string{"Content-Type", "application/x-www-form-urlencoded", "Origin", b.e.srv.URL}, header...)
+	return b.do(http.MethodPost, path, strings.NewReader(form.Encode()), h...)
+}
+
+// login signs in with secret and returns the answer to the form.
+func (b *browser) login(secret string) answer {
+	b.e.t.Helper()
+	page := b.get("/ui/login")
+	m := formCSRF.FindStringSubmatch(page.body)
+	if m == nil {
+		b.e.t.Fatalf("login form without a CSRF token:\n%s", page.body)
+	}
+	return b.postForm("/ui/login", url.Values{"csrf": {m[1]}, "secret": {secret}, "next": {"/ui/"}})
+}
+
+func (e *env) signedIn() *browser {
+	e.t.Helper()
+	b := e.browser()
+	if a := b.login(token); a.status != http.StatusSeeOther {
+		e.t.Fatalf("login: status %d\n%s", a.status, a.body)
+	}
+	page := b.get("/ui/")
+	m := metaCSRF.FindStringSubmatch(page.body)
+	if m == nil {
+		e.t.Fatalf("overview without a CSRF token (status %d)", page.status)
+	}
+	b.csrf = m[1]
+	return b
+}
+
+func (e *env) importLegacy(tags ...string) []admin.Imported {
+	e.t.Helper()
+	b := archivetest.Tar(e.t, archivetest.LegacySave(archivetest.TwoLayerImage(e.t, tags...))...)
+	done, err := admin.ImportReader(e.store, bytes.NewReader(b), archive.Options{TempDir: e.t.TempDir()}, time.Now())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return done
+}
+
+var pages = []string{"/ui/", "/ui/live", "/ui/live?span=day", "/ui/?span=day", "/ui/browse", "/ui/browse?q=app",
+	"/ui/browse?registry=docker.io", "/ui/repo?name=docker.io/library/app", "/ui/image?ref=docker.io/library/app:v1",
+	"/ui/upload", "/ui/warm", "/ui/export", "/ui/maintenance"}
+
+func TestEveryPageNeedsASession(t *testing.T) {
+	e := newEnv(t, console.TokenAuth{Token: token})
+	b := e.browser()
+	for _, p := range pages {
+		a := b.get(p)
+		if a.status != http.StatusSeeOther {
+			t.Errorf("%s: status %d, want a redirect to the login", p, a.status)
+			continue
+		}
+		if loc := a.header.Get("Location"); !strings.HasPrefix(loc, "/ui/login?next=") {
+			t.Errorf("%s: redirected to %q", p, loc)
+		}
+	}
+	for _, p := range []string{"/ui/api/stats", "/ui/api/images", "/ui/api/export?all=1"} {
+		if a := b.get(p); a.status != http.StatusUnauthorized {
+			t.Errorf("%s: status %d, want 401", p, a.status)
+		}
+	}
+	if a := b.do(http.MethodPost, "/ui/api/import", strings.NewReader("x")); a.status != http.StatusUnauthorized {
+		t.Errorf("import without a session: status %d, want 401", a.status)
+	}
+}
+
+func TestEveryPageRendersSignedIn(t *testing.T) {
+	e := newEnv(t, console.TokenAuth{Token: token})
+	e.importLegacy("app:v1")
+	e.stats.Answered(stats.Answer{Route: "manifest", Method: "GET", Status: 200, Source: "hit", Bytes: 10})
+	e.stats.Answered(stats.Answer{Route: "manifest", Method: "GET", Status: 200, Source: "miss", Bytes: 10})
+	b := e.signedIn()
+	for _, p := range pages {
+		a := b.get(p)
+		if a.status != http.StatusOK {
+			t.Errorf("%s: status %d\n%s", p, a.status, a.body)
+		}
+		if ct := a.header.Get("Content-Type"); ct != "text/html; charset=utf-8" {
+			t.Errorf("%s: Content-Type %q", p, ct)
+		}
+		if csp := a.header.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") {
+			t.Errorf("%s: Content-Security-Policy %q", p, csp)
+		}
+	}
+	ov := b.get("/ui/")
+	if !strings.Contains(ov.body, `id="hit-ratio">50.0%`) {
+		t.Errorf("overview does not show the 50%% hit ratio of the statistics")
+	}
+	if !strings.Contains(ov.body, "<polyline") {
+		t.Error("overview has no chart")
+	}
+	img := b.get("/ui/image?ref=docker.io/library/app:v1")
+	for _, want := range []string{"crane pull --insecure " + strings.TrimPrefix(e.srv.URL, "http://") + "/library/app:v1", `id="layers"`, "linux/amd64"} {
+		if !strings.Contains(img.body, want) {
+			t.Errorf("image page lacks %q", want)
+		}
+	}
+	if a := b.get("/ui/image?ref=docker.io/library/none:1"); a.status != http.StatusNotFound {
+		t.Errorf("unknown image: status %d, want 404", a.status)
+	}
+	if a := b.get("/ui/nowhere"); a.status != http.StatusNotFound {
+		t.Errorf("unknown page: status %d, want 404", a.status)
+	}
+}
+
+func TestStaticAssetsNeedNoSession(t *testing.T) {
+	e := newEnv(t, console.TokenAuth{Token: token})
+	for _, p := range []string{"/ui/static/console.css", "/ui/static/console.js"} {
+		if a := e.browser().get(p); a.status != http.StatusOK {
+			t.Errorf("%s: status %d", p, a.status)
+		}
+	}
+}
+
+func TestLogin(t *testing.T) {
+	e := newEnv(t, console.TokenAuth{Token: token})
+	t.Run("wrong token", func(t *testing.T) {
+		a := e.browser().login("not-the-token-at-all")
+		if a.status != http.StatusUnauthorized {
+			t.Errorf("status %d, want 401", a.status)
+		}
+		if !strings.Contains(a.body, "Wrong token") {
+			t.Error("no message")
+		}
+	})
+	t.Run("no form token", func(t *testing.T) {
+		b := e.browser()
+		b.get("/ui/login")
+		if a := b.postForm("/ui/login", url.Values{"secret": {token}}); a.status != http.StatusForbidden {
+			t.Errorf("status %d, want 403", a.status)
+		}
+	})
+	t.Run("another site's form", func(t *testing.T) {
+		b := e.browser()
+		m := formCSRF.FindStringSubmatch(b.get("/ui/login").body)
+		a := b.postForm("/ui/login", url.Values{"csrf": {m[1]}, "secret": {token}}, "Origin", "http://evil.example")
+		if a.status != http.StatusForbidden {
+			t.Errorf("status %d, want 403", a.status)
+		}
+	})
+	t.Run("cookie", func(t *testing.T) {
+		b := e.browser()
+		a := b.login(token)
+		var session *http.Cookie
+		for _, c := range (&http.Response{Header: a.header}).Cookies() {
+			if c.Name == "pullcache_session" && c.Value != "" {
+				session = c
+			}
+		}
+		if session == nil {
+			t.Fatal("no session cookie")
+		}
+		if !session.HttpOnly {
+			t.Error("session cookie readable by scripts")
+		}
+		if session.SameSite != http.SameSiteStrictMode {
+			t.Errorf("SameSite %v, want Strict", session.SameSite)
+		}
+		if strings.Contains(session.Value, token) {
+			t.Error("the token itself is in the cookie")
+		}
+	})
+	t.Run("next stays in the console", func(t *testing.T) {
+		b := e.browser()
+		m := formCSRF.FindStringSubmatch(b.get("/ui/login").body)
+		a := b.postForm("/ui/login", url.Values{"csrf": {m[1]}, "secret": {token}, "next": {"https://evil.example/ui/"}})
+		if loc := a.header.Get("Location"); loc != "/ui/" {
+			t.Errorf("redirected to %q", loc)
+		}
+	})
+	t.Run("logout", func(t *testing.T) {
+		b := e.signedIn()
+		if a := b.postForm("/ui/logout", url.Values{}); a.status != http.StatusForbidden {
+			t.Errorf("logout without the CSRF token: status %d, want 403", a.status)
+		}
+		if a := b.postForm("/ui/logout", url.Values{"csrf": {b.csrf}}); a.status != http.StatusSeeOther {
+			t.Errorf("logout: status %d", a.status)
+		}
+		if a := b.get("/ui/"); a.status != http.StatusSeeOther {
+			t.Errorf("after logout: status %d, want a redirect to the login", a.status)
+		}
+	})
+}
+
+// TestStateChangesNeedTheCSRFToken: every POST the console accepts is
+// refused without the session's token, with a wrong one, and from
+// another site.
+func TestStateChangesNeedTheCSRFToken(t *testing.T) {
+	e := newEnv(t, console.TokenAuth{Token: token})
+	b := e.signedIn()
+	saved := archivetest.Tar(t, archivetest.LegacySave(archivetest.TwoLayerImage(t, "app:v1"))...)
+	posts := []struct {
+		path string
+		body []byte
+	}{
+		{"/ui/api/import", saved},
+		{"/ui/api/warm", []byte(`{"images":["app:v1"]}`)},
+		{"/ui/logout", nil},
+	}
+	for _, p := range posts {
+		for _, c := range []struct {
+			name   string
+			header []string
+		}{
+			{"no token", []string{"Origin", e.srv.URL}},
+			{"wrong token", []string{"Origin", e.srv.URL, "X-CSRF-Token", "wrong"}},
+			{"other site", []string{"Origin", "http://evil.example", "X-CSRF-Token", b.csrf}},
+			{"cross-site fetch", []string{"Sec-Fetch-Site", "cross-site", "X-CSRF-Token", b.csrf}},
+		} {
+			a := b.do(http.MethodPost, p.path, bytes.NewReader(p.body), c.header...)
+			if a.status != http.StatusForbidden {
+				t.Errorf("POST %s, %s: status %d, want 403", p.path, c.name, a.status)
+			}
+		}
+	}
+	if files, _ := admin.List(e.store); len(files) != 0 {
+		t.Fatalf("a refused import stored %v", files)
+	}
+	a := b.do(http.MethodPost, "/ui/api/import", bytes.NewReader(saved), "Origin", e.srv.URL, "X-CSRF-Token", b.csrf)
+	if a.status != http.StatusOK {
+		t.Fatalf("import with the token: status %d: %s", a.status, a.body)
+	}
+	if !strings.Contains(a.body, "docker.io/library/app:v1") {
+		t.Errorf("import answered %s", a.body)
+	}
+}
+
+type viewer struct{}
+
+func (viewer) Authenticate(context.Context, string, string) (console.Identity, error) {
+	return console.Identity{Name: "viewer"}, nil
+}
+func (viewer) AsksUser() bool { return true }
+
+func TestOnlyAdminsChangeTheCache(t *testing.T) {
+	e := newEnv(t, viewer{})
+	b := e.signedIn()
+	if a := b.get("/ui/api/stats"); a.status != http.StatusOK {
+		t.Errorf("a viewer reading stats: status %d", a.status)
+	}
+	saved := archivetest.Tar(t, archivetest.LegacySave(archivetest.TwoLayerImage(t, "app:v1"))...)
+	a := b.do(http.MethodPost, "/ui/api/import", bytes.NewReader(saved), "Origin", e.srv.URL, "X-CSRF-Token", b.csrf)
+	if a.status != http.StatusForbidden {
+		t.Errorf("a viewer importing: status %d, want 403", a.status)
+	}
+	if !strings.Contains(b.get("/ui/login").body, `name="user"`) {
+		t.Error("an authenticator asking for a user gets no user field")
+	}
+}
+
+func TestConsoleOffWithoutAuthenticator(t *testing.T) {
+	e := newEnv(t, nil)
+	a := e.browser().get("/ui/")
+	if a.status != http.StatusServiceUnavailable {
+		t.Errorf("status %d, want 503", a.status)
+	}
+	if !strings.Contains(a.body, "admin_token") {
+		t.Error("the page does not say how to turn the console on")
+	}
+}
+
+// TestHostileNamesAreEscaped stores a repository and a tag named to break
+// out of HTML and checks every page shows them as text.
+func TestHostileNamesAreEscaped(t *testing.T) {
+	e := newEnv(t, console.TokenAuth{Token: token})
+	e.importLegacy("app:v1")
+	m, err := e.store.Manifest(mustTag(t, e.store, "library/app", "v1").Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const evilRepo = `evil/"><script>alert(1)</script>`
+	const evilTag = `<script>`
+	if err := e.store.ImportImage(cache.Repo{Registry: "docker.io", Name: evilRepo}, []string{evilTag, `x" onmouseover="alert(1)`}, []*cache.Manifest{m}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	b := e.signedIn()
+	ref := "docker.io/" + evilRepo + ":" + evilTag
+	for _, p := range []string{"/ui/browse", "/ui/browse?q=" + url.QueryEscape("<script>"),
+		"/ui/repo?name=" + url.QueryEscape("docker.io/"+evilRepo), "/ui/image?ref=" + url.QueryEscape(ref), "/ui/export"} {
+		a := b.get(p)
+		if strings.Contains(a.body, "<script>alert") {
+			t.Errorf("%s: the repository name is in the page as markup", p)
+		}
+		if strings.Contains(a.body, `" onmouseover="`) {
+			t.Errorf("%s: the tag broke out of an attribute", p)
+		}
+		if strings.Count(a.body, "<script") != 1 {
+			t.Errorf("%s: %d script elements, want only the console's own", p, strings.Count(a.body, "<script"))
+		}
+	}
+	if a := b.get("/ui/browse"); !strings.Contains(a.body, "evil/&#34;&gt;&lt;script&gt;") {
+		t.Error("the browse page does not show the hostile name as text")
+	}
+}
+
+func mustTag(t *testing.T, s *cache.Store, repo, tag string) cache.Tag {
+	t.Helper()
+	tg, err := s.Tag(cache.Repo{Registry: "docker.io", Name: repo}, tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tg
+}
