@@ -110,7 +110,7 @@ func Describe(store *cache.Store, n archive.Name, h v1.Hash, full bool) (ImageIn
 	} else if !store.Linked(repo, h) {
 		return ImageInfo{}, fmt.Errorf("%s/%s@%s: %w", n.Registry, n.Repository, h, cache.ErrNotFound)
 	}
-	m, err := store.Manifest(h)
+	m, err := store.PeekManifest(h)
 	if err != nil {
 		return ImageInfo{}, fmt.Errorf("%s: manifest %s: %w", n, h, err)
 	}
@@ -134,7 +134,7 @@ func Describe(store *cache.Store, n archive.Name, h v1.Hash, full bool) (ImageIn
 func describeIndex(store *cache.Store, idx *cache.Manifest, info *ImageInfo, sizes map[v1.Hash]int64) {
 	for _, d := range idx.Refs {
 		p := PlatformInfo{Platform: platformString(d.Platform), Digest: d.Digest.String(), MediaType: d.MediaType}
-		if child, err := store.Manifest(d.Digest); err == nil {
+		if child, err := store.PeekManifest(d.Digest); err == nil {
 			p.Cached = true
 			sizes[d.Digest] = int64(len(child.Bytes))
 			for _, r := range child.Refs {
@@ -172,7 +172,7 @@ func describeImage(store *cache.Store, m *cache.Manifest, info *ImageInfo, sizes
 }
 
 func readConfig(store *cache.Store, h v1.Hash) (*v1.ConfigFile, error) {
-	f, _, err := store.OpenBlob(h)
+	f, _, err := store.PeekBlob(h)
 	if errors.Is(err, cache.ErrNotFound) {
 		return nil, fmt.Errorf("%w: config %s is not cached", ErrIncomplete, h)
 	}

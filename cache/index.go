@@ -150,10 +150,20 @@ func (s *Store) PutManifest(r Repo, m *Manifest, tag string, confirmed time.Time
 	return nil
 }
 
-// Manifest returns a stored manifest with its bytes.
+// Manifest returns a stored manifest with its bytes, and records the
+// access.
 func (s *Store) Manifest(h v1.Hash) (*Manifest, error) {
-	if m, ok := s.hotMan.Get(h); ok {
+	m, err := s.PeekManifest(h)
+	if err == nil {
 		s.access.touch(h)
+	}
+	return m, err
+}
+
+// PeekManifest is Manifest without recording an access: looking at the
+// cache (the console) must not count as a pull.
+func (s *Store) PeekManifest(h v1.Hash) (*Manifest, error) {
+	if m, ok := s.hotMan.Get(h); ok {
 		return m, nil
 	}
 	var rec manifestRecord
@@ -169,7 +179,6 @@ func (s *Store) Manifest(h v1.Hash) (*Manifest, error) {
 	}
 	m := &Manifest{Digest: h, MediaType: rec.MediaType, Bytes: b, Refs: rec.Refs}
 	s.hotMan.Add(h, m)
-	s.access.touch(h)
 	return m, nil
 }
 

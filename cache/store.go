@@ -155,6 +155,15 @@ func (s *Store) blobPath(h v1.Hash) string {
 // blob's bytes were verified against its digest before it was renamed into
 // place, so its existence is the proof of completeness.
 func (s *Store) OpenBlob(h v1.Hash) (*os.File, int64, error) {
+	f, size, err := s.PeekBlob(h)
+	if err == nil {
+		s.access.touch(h)
+	}
+	return f, size, err
+}
+
+// PeekBlob is OpenBlob without recording an access.
+func (s *Store) PeekBlob(h v1.Hash) (*os.File, int64, error) {
 	f, err := os.Open(s.blobPath(h))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, 0, ErrNotFound
@@ -167,7 +176,6 @@ func (s *Store) OpenBlob(h v1.Hash) (*os.File, int64, error) {
 		f.Close()
 		return nil, 0, err
 	}
-	s.access.touch(h)
 	return f, fi.Size(), nil
 }
 

@@ -399,3 +399,16 @@ func mustTag(t *testing.T, s *cache.Store, repo, tag string) cache.Tag {
 	}
 	return tg
 }
+
+// TestLookingIsNotPulling: the image page must not make an image look
+// recently pulled (eviction goes by last access).
+func TestLookingIsNotPulling(t *testing.T) {
+	e := newEnv(t, console.TokenAuth{Token: token})
+	e.importLegacy("app:v1")
+	b := e.signedIn()
+	b.get("/ui/image?ref=docker.io/library/app:v1")
+	b.get("/ui/repo?name=docker.io/library/app")
+	if at, ok := e.store.LastAccess(mustTag(t, e.store, "library/app", "v1").Digest); ok {
+		t.Errorf("viewing the image recorded an access at %s", at)
+	}
+}

@@ -1,0 +1,286 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/input"
+	"github.com/chromedp/chromedp"
+
+	"github.com/pullcache/pullcache/archive/archivetest"
+)
+
+const (
+	consoleToken = "e2e-console-token-0123456789"
+	// browserTimeout bounds each step in the browser: a wait for an element
+	// or a condition.
+	browserTimeout = 60 * time.Second
+	// screenshotsEnv names a directory the screenshots are copied to as
+	// well (scripts/screenshots.sh points it at docs/).
+	screenshotsEnv = "PULLCACHE_SCREENSHOTS"
+)
+
+// chromium finds Debian's chromium, or skips: the install script installs
+// it where it can, and a machine without it cannot run these tests.
+func chromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Skip("browser tests need Chromium, which is not installed (./scripts/install-test-deps.sh installs Debian's chromium where it can)")
+	return ""
+}
+
+// browser is a headless Chromium driven over the DevTools protocol.
+type browser struct {
+	t   *testing.T
+	ctx context.Context
+	url string // the mirror's base URL
+	out string // where screenshots go
+}
+
+func newBrowser(t *testing.T, exe, base string) *browser {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.NoSandbox, // the tests run as root
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.WindowSize(1280, 900),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
+	t.Cleanup(func() {
+		cancel()
+		cancelAlloc()
+	})
+	// The first run starts the browser, which lives as long as that run's
+	// context: ctx itself, not one with a timeout.
+	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatalf("starting %s: %v", exe, err)
+	}
+	return &browser{t: t, ctx: ctx, url: base, out: t.ArtifactDir()}
+}
+
+// run runs actions, failing the test with what if they fail or outlast
+// browserTimeout.
+func (b *browser) run(what string, actions ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, browserTimeout)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		b.screenshot("failed-" + strings.ReplaceAll(what, " ", "-"))
+		b.t.Fatalf("browser: %s: %v", what, err)
+	}
+}
+
+// waitFor polls a JavaScript condition until it is true.
+func waitFor(js string) chromedp.Action[chromedp.Void] {
+	poll := chromedp.Poll[bool](js, chromedp.WithPollingTimeout(browserTimeout), chromedp.WithPollingInterval(100*time.Millisecond))
+	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		_, err := poll(ctx, t)
+		return chromedp.Void{}, err
+	}
+}
+
+func (b *browser) text(sel string) string {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, browserTimeout)
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+	if err != nil {
+		b.t.Fatalf("browser: read %s: %v", sel, err)
+	}
+	return strings.TrimSpace(s)
+}
+
+// screenshot saves the page as name.png in the test's artifact directory
+// (and in $PULLCACHE_SCREENSHOTS).
+func (b *browser) screenshot(name string) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, browserTimeout)
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		b.t.Logf("screenshot %s: %v", name, err)
+		return
+	}
+	dirs := []string{b.out}
+	if d := os.Getenv(screenshotsEnv); d != "" {
+		dirs = append(dirs, d)
+	}
+	for _, d := range dirs {
+		if err := os.WriteFile(filepath.Join(d, name+".png"), png, 0o644); err != nil {
+			b.t.Errorf("screenshot %s: %v", name, err)
+		}
+	}
+	b.t.Logf("screenshot %s.png in %s", name, b.out)
+}
+
+func (b *browser) login() {
+	b.t.Helper()
+	b.run("sign in",
+		chromedp.Navigate(b.url+"/ui/"),
+		chromedp.WaitVisible(chromedp.ID("secret")),
+		chromedp.SendKeys(chromedp.ID("secret"), consoleToken),
+		chromedp.Click(chromedp.ID("signin")),
+		chromedp.WaitVisible(chromedp.ID("live")),
+	)
+}
+
+// drop drags file onto the element sel, as a person dropping a file from
+// their desktop.
+func (b *browser) drop(sel, file string) {
+	b.t.Helper()
+	b.run("drop "+filepath.Base(file), chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		js := fmt.Sprintf(`(function(){const r=document.querySelector(%q).getBoundingClientRect();return [r.x+r.width/2,r.y+r.height/2];})()`, sel)
+		box, err := chromedp.Evaluate[[]float64](js)(ctx, t)
+		if err != nil {
+			return err
+		}
+		data := &input.DragData{Items: []*input.DragDataItem{}, Files: []string{file}, DragOperationsMask: 1}
+		for _, typ := range []input.DispatchDragEventType{input.DispatchDragEventTypeDragEnter, input.DispatchDragEventTypeDragOver, input.DispatchDragEventTypeDrop} {
+			if _, err := cdp.Call(ctx, t, input.DispatchDragEvent, input.DispatchDragEventParams{Type: typ, X: box[0], Y: box[1], Data: data}); err != nil {
+				return fmt.Errorf("%s: %w", typ, err)
+			}
+		}
+		return nil
+	}))
+}
+
+// TestConsoleInABrowser drives the console in headless Chromium: the
+// overview shows real figures after pulls; a docker save dropped on the
+// upload page is imported, appears in the browse view and pulls through
+// the mirror with crane, using the command the image page shows; a save
+// made by image ID is refused, then accepted with a name; warm shows each
+// image's progress to the end. It saves screenshots of the main pages.
+func TestConsoleInABrowser(t *testing.T) {
+	requireE2E(t)
+	exe := chromium(t)
+	requireTools(t, "crane")
+	ctx := context.Background()
+	fx := loadFixtures(t)
+	up := newUpstream(t)
+	up.push(t, fx.images...)
+	data := shortTempDir(t)
+	cfg := writeFile(t, filepath.Join(t.TempDir(), "pullcache.yml"), "admin_token: "+consoleToken+"\n")
+	srv := startPullcache(t, data, map[string]string{"docker.io": up.url()}, "--config", cfg)
+	base := "http://" + srv.addr
+
+	// Pull one image twice: one cold, one from cache.
+	first := fx.cases[0]
+	for range 2 {
+		checkPulled(t, first, craneClient{}.Pull(ctx, t, srv.addr, first.image.ref(), first.platform))
+	}
+
+	b := newBrowser(t, exe, base)
+	b.login()
+	t.Run("overview", func(t *testing.T) {
+		b.run("overview with figures", chromedp.Navigate(base+"/ui/"), chromedp.WaitVisible(chromedp.ID("requests")))
+		if got := b.text("#requests"); got == "0" {
+			t.Errorf("requests %q after two pulls", got)
+		}
+		if got := b.text("#manifest-saved"); got == "0" {
+			t.Errorf("manifest GETs saved %q after a pull from cache", got)
+		}
+		if got := b.text("#hit-ratio"); got == "0.0%" {
+			t.Errorf("hit ratio %q after a pull from cache", got)
+		}
+		if got := b.text("#store-bytes"); got == "0 B" {
+			t.Errorf("cache on disk %q after a pull", got)
+		}
+		if got := b.text("#upstreams"); !strings.Contains(got, "answering") {
+			t.Errorf("upstream health %q, want the upstream answering", got)
+		}
+		b.screenshot("overview")
+	})
+
+	uploads := t.TempDir()
+	t.Run("upload", func(t *testing.T) {
+		saved := archivetest.LegacyImage{RepoTags: []string{"uploaded:v1"}, Layers: [][]byte{
+			archivetest.Layer(t, "etc/os-release"), archivetest.Layer(t, "app/run", "app/config.json")}}
+		file := archivetest.WriteFile(t, "uploaded.tar", archivetest.Tar(t, archivetest.LegacySave(saved)...))
+		b.run("upload page", chromedp.Navigate(base+"/ui/upload"), chromedp.WaitVisible(chromedp.ID("drop")))
+		b.drop("#drop", file)
+		b.run("import finishes", chromedp.WaitVisible(chromedp.CSS(".imported-name")))
+		if got := b.text(".imported-name"); got != "docker.io/library/uploaded:v1" {
+			t.Errorf("imported %q", got)
+		}
+		b.screenshot("upload")
+
+		b.run("browse shows it",
+			chromedp.Navigate(base+"/ui/browse?q=uploaded"),
+			chromedp.WaitVisible(chromedp.CSS("#matches a")),
+		)
+		b.run("image page", chromedp.Click(chromedp.CSS("#matches a")), chromedp.WaitVisible(chromedp.ID("layers")))
+		b.screenshot("image")
+		cmd := strings.Fields(b.text(`pre[data-client="crane"]`))
+		if len(cmd) != 5 {
+			t.Fatalf("crane command %q", cmd)
+		}
+		cmd[4] = filepath.Join(uploads, cmd[4])
+		run(ctx, t, []string{"HOME=" + uploads, "DOCKER_CONFIG=" + filepath.Join(uploads, ".docker")}, cmd[0], cmd[1:]...)
+		if fi, err := os.Stat(cmd[4]); err != nil || fi.Size() == 0 {
+			t.Errorf("crane wrote no image: %v", err)
+		}
+	})
+
+	t.Run("save by image ID", func(t *testing.T) {
+		byID := archivetest.WriteFile(t, "byid.tar", archivetest.Tar(t, archivetest.LegacySave(archivetest.TwoLayerImage(t))...))
+		b.run("upload page", chromedp.Navigate(base+"/ui/upload"), chromedp.WaitVisible(chromedp.ID("drop")))
+		b.drop("#drop", byID)
+		b.run("asks for a name", chromedp.WaitVisible(chromedp.ID("name-needed")))
+		if got := b.text("#upload-message"); !strings.Contains(got, "no repository:tag") {
+			t.Errorf("refusal %q does not say the save has no name", got)
+		}
+		b.screenshot("upload-needs-name")
+		b.run("retry with a name",
+			chromedp.SendKeys(chromedp.ID("retry-tag"), "team/byid:1"),
+			chromedp.Click(chromedp.ID("retry")),
+			chromedp.WaitVisible(chromedp.CSS(".imported-name")),
+		)
+		if got := b.text(".imported-name"); got != "docker.io/team/byid:1" {
+			t.Errorf("imported %q", got)
+		}
+	})
+
+	t.Run("warm", func(t *testing.T) {
+		var images []string
+		for _, im := range fx.images[1:] {
+			images = append(images, im.ref())
+		}
+		b.run("warm",
+			chromedp.Navigate(base+"/ui/warm"),
+			chromedp.WaitVisible(chromedp.ID("images")),
+			chromedp.SendKeys(chromedp.ID("images"), strings.Join(images, "\n")),
+			chromedp.Click(chromedp.ID("warm-start")),
+			waitFor(fmt.Sprintf(`document.querySelectorAll("#warm-table tr.done").length === %d`, len(images))),
+			chromedp.WaitVisible(chromedp.ID("warm-summary")),
+		)
+		if got, want := b.text("#warm-summary"), fmt.Sprintf("Warmed %d of %d images.", len(images), len(images)); got != want {
+			t.Errorf("summary %q, want %q", got, want)
+		}
+		b.screenshot("warm")
+		for _, im := range fx.images[1:] {
+			if n := up.count("GET", "manifest"); n == 0 {
+				t.Errorf("%s: the warm fetched no manifest", im.ref())
+			}
+		}
+	})
+
+	t.Run("phone", func(t *testing.T) {
+		b.run("narrow overview", chromedp.EmulateViewport(390, 844), chromedp.Navigate(base+"/ui/"), chromedp.WaitVisible(chromedp.ID("requests")))
+		b.screenshot("overview-phone")
+		b.run("wide again", chromedp.EmulateViewport(1280, 900))
+	})
+}
