@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the registry clients the end-to-end tests drive (skopeo, podman,
-# containerd/ctr, crun, crane, regctl, staticcheck) when they are missing. With --bench it
+# containerd/ctr, crun, crane, regctl, staticcheck) and the headless
+# Chromium the console's browser tests drive, when they are missing. With --bench it
 # also installs what bench/ compares against (nginx, wrk, hyperfine and the
 # reference registry). Idempotent: prints one line per thing it installs and
 # nothing when everything is present.
@@ -94,6 +95,11 @@ apt_install skopeo skopeo
 apt_install podman podman
 apt_install containerd containerd # also ships ctr
 apt_install crun crun
+# The console's browser tests drive headless Chromium; where it cannot be
+# installed they skip and say so.
+if ! have chromium; then
+	( apt_install chromium chromium ) || echo "install-test-deps: chromium could not be installed; the browser tests will skip"
+fi
 go_install crane github.com/google/go-containerregistry/cmd/crane@v0.22.1
 go_install regctl github.com/regclient/regclient/cmd/regctl@v0.11.7
 go_install staticcheck honnef.co/go/tools/cmd/staticcheck@v0.8.2

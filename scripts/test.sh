@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command: static checks, unit and integration tests with
 # the race detector, short fuzz runs, then the end-to-end tests that drive real
-# registry clients (skopeo, crane, regctl, podman, containerd) through a real
-# pullcache binary, and a smoke run of the benchmark harness (bench/). Exits
+# registry clients (skopeo, crane, regctl, podman, containerd) and a headless
+# Chromium (the web console) through a real pullcache binary, and a smoke run of the benchmark harness (bench/). Exits
 # non-zero on the first failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -69,7 +69,10 @@ for target in "${targets[@]}"; do
 done
 
 step "end-to-end tests (real clients through a real pullcache)"
-PULLCACHE_E2E=1 go test -count=1 -timeout 20m -v ./test/e2e/... || fail "end-to-end tests"
+# Screenshots of the console's browser tests go to test-output/ (the
+# test's artifact directory; scripts/screenshots.sh refreshes docs/).
+mkdir -p test-output
+PULLCACHE_E2E=1 go test -count=1 -timeout 20m -v -artifacts -outputdir "$PWD/test-output" ./test/e2e/... || fail "end-to-end tests"
 
 step "benchmark smoke run (quick mode: the harness works end to end; no speed is asserted)"
 PULLCACHE_BENCH_SMOKE=1 go test -count=1 -timeout 10m -v -run '^TestSmoke$' ./bench/ || fail "benchmark smoke run"
