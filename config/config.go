@@ -12,6 +12,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -56,6 +57,11 @@ type Config struct {
 	FillTimeout Duration `yaml:"fill_timeout"`
 	// StallTimeout aborts an upstream fetch that sends no byte for this long. Default 60s.
 	StallTimeout Duration `yaml:"stall_timeout"`
+	// DefaultPlatform ("os/arch[/variant]") is the platform whose image a
+	// Docker manifest list is answered with for a client that accepts Docker
+	// schema 2 images but no list type (Docker before 1.10), as Docker Hub
+	// answers such clients. Default "linux/amd64".
+	DefaultPlatform string `yaml:"default_platform"`
 	// Offline serves only cached content and never contacts an upstream.
 	// Default false.
 	Offline bool `yaml:"offline"`
@@ -141,6 +147,7 @@ func Default() Config {
 		PrefetchConcurrency: 4,
 		FillTimeout:         Duration(30 * time.Minute),
 		StallTimeout:        Duration(60 * time.Second),
+		DefaultPlatform:     "linux/amd64",
 		UploadLimit:         10 << 30,
 		Log:                 Log{Level: "info", Format: "text"},
 	}
@@ -228,9 +235,12 @@ func (c Config) Validate() error {
 		}
 	}
 	for _, p := range c.PrefetchPlatforms {
-		if parts := strings.Split(p, "/"); len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
+		if !validPlatform(p) {
 			errs = append(errs, fmt.Errorf("prefetch_platforms: %q is not os/arch[/variant]", p))
 		}
+	}
+	if !validPlatform(c.DefaultPlatform) {
+		errs = append(errs, fmt.Errorf("default_platform: %q is not os/arch[/variant]", c.DefaultPlatform))
 	}
 	for _, p := range c.Allow {
 		if _, err := path.Match(p, "x"); err != nil || p == "" {
@@ -245,6 +255,11 @@ func (c Config) Validate() error {
 	}
 	errs = append(errs, validLog(c.Log))
 	return errors.Join(errs...)
+}
+
+func validPlatform(p string) bool {
+	parts := strings.Split(p, "/")
+	return len(parts) >= 2 && len(parts) <= 3 && !slices.Contains(parts, "")
 }
 
 func validRegistry(name string, r Registry) error {

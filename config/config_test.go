@@ -115,6 +115,7 @@ func TestValidate(t *testing.T) {
 		{"registry name", func(c *Config) { c.Registries["Bad Name"] = Registry{} }, "not a registry name"},
 		{"log level", func(c *Config) { c.Log.Level = "loud" }, "log.level"},
 		{"negative ttl", func(c *Config) { c.TagTTL = -1 }, "tag_ttl"},
+		{"default platform", func(c *Config) { c.DefaultPlatform = "amd64" }, "default_platform"},
 	}
 	for _, tc := range tests {
 		c := Default()

@@ -35,6 +35,7 @@ var settings = []setting{
 		c.Prefetch = &b
 		return err
 	}, true},
+	{"default-platform", "PULLCACHE_DEFAULT_PLATFORM", "platform whose image a Docker manifest list is answered with for clients that accept no list type (default linux/amd64)", func(c *Config, v string) error { c.DefaultPlatform = v; return nil }, false},
 	{"offline", "PULLCACHE_OFFLINE", "serve only cached content; never contact an upstream (default false)", func(c *Config, v string) (err error) {
 		c.Offline, err = parseBool(v)
 		return err

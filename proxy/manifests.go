@@ -4,11 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
-	"slices"
 	"strconv"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/pullcache/pullcache/cache"
 	"github.com/pullcache/pullcache/upstream"
@@ -41,7 +42,7 @@ func (s *Server) serveManifest(w *recorder, r *http.Request, up Upstream, req Re
 	if err != nil {
 		return err
 	}
-	m, err = s.negotiate(r.Context(), up, repo, m, accepts(r))
+	m, err = s.substitute(r.Context(), w, up, repo, m, parseAccept(r.Header.Values("Accept")))
 	if err != nil {
 		return err
 	}
@@ -200,37 +201,34 @@ func (s *Server) flight(ctx context.Context, key string, fn func(context.Context
 	}
 }
 
-// negotiate makes sure the client gets a media type it accepts. An index
-// asked for by a client that accepts only image manifests gets the
-// linux/amd64 image, as Docker Hub answers such clients; any other mismatch
-// is MANIFEST_UNKNOWN, as in the reference registry.
-func (s *Server) negotiate(ctx context.Context, up Upstream, repo cache.Repo, m *cache.Manifest, accept []string) (*cache.Manifest, error) {
-	if acceptable(accept, m.MediaType) {
+// substitute answers the one case where the stored manifest is not what
+// the client gets: a Docker manifest list asked for by a client that
+// accepts Docker schema 2 images but no list type (a Docker daemon before
+// 1.10) gets the list's image for the default platform, as Docker Hub
+// answers such clients. Everything else is served as stored whatever the
+// Accept header says: distribution-spec "Pulling manifests" requires the
+// manifest with 200 OK, and Content-Type tells the client what it got.
+// The reference registry (v3) does the same, an OCI index included.
+func (s *Server) substitute(ctx context.Context, w *recorder, up Upstream, repo cache.Repo, m *cache.Manifest, accept acceptSet) (*cache.Manifest, error) {
+	if m.MediaType != string(types.DockerManifestList) || !accept.wantsImageForList() {
 		return m, nil
 	}
-	if m.IsIndex() {
-		if child, ok := defaultPlatform(m); ok {
-			cm, _, err := s.manifestByDigest(ctx, up, repo, child)
-			if err != nil {
-				return nil, err
-			}
-			if acceptable(accept, cm.MediaType) {
-				return cm, nil
-			}
-		}
+	child, ok := platformChild(m, s.opts.DefaultPlatform)
+	if !ok {
+		return m, nil // nothing to substitute: the list as it is
 	}
-	return nil, newError(http.StatusNotFound, CodeManifestUnknown,
-		"the manifest is of type "+m.MediaType+", which the request's Accept header does not include")
+	cm, _, err := s.manifestByDigest(ctx, up, repo, child)
+	if err != nil {
+		return nil, err
+	}
+	w.annotate(slog.String("substituted", m.Digest.String()+" → "+s.opts.DefaultPlatform.String()))
+	return cm, nil
 }
 
-// acceptable: no Accept header, */* or the exact type.
-func acceptable(accept []string, mediaType string) bool {
-	return len(accept) == 0 || slices.Contains(accept, "*/*") || slices.Contains(accept, mediaType)
-}
-
-func defaultPlatform(index *cache.Manifest) (v1.Hash, bool) {
+// platformChild is the first entry of an index for platform p.
+func platformChild(index *cache.Manifest, p v1.Platform) (v1.Hash, bool) {
 	for _, d := range index.Refs {
-		if d.Platform != nil && d.Platform.OS == "linux" && d.Platform.Architecture == "amd64" {
+		if d.Platform != nil && d.Platform.Satisfies(p) {
 			return d.Digest, true
 		}
 	}

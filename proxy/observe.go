@@ -69,6 +69,7 @@ type recorder struct {
 	registry string
 	src      source
 	err      error
+	notes    []slog.Attr // extra log fields
 }
 
 func (s *Server) observe(w http.ResponseWriter, r *http.Request) *recorder {
@@ -111,6 +112,9 @@ func (w *recorder) Flush() {
 
 // Unwrap lets http.ResponseController reach the connection.
 func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// annotate adds fields to the request's log line.
+func (w *recorder) annotate(attrs ...slog.Attr) { w.notes = append(w.notes, attrs...) }
 
 func (w *recorder) setSource(src source) {
 	w.src = src
@@ -164,6 +168,7 @@ func (w *recorder) log(outcome string) {
 	if w.src != "" {
 		attrs = append(attrs, slog.String("cache", string(w.src)))
 	}
+	attrs = append(attrs, w.notes...)
 	level := slog.LevelInfo
 	if w.err != nil {
 		attrs = append(attrs, slog.String("err", w.err.Error()))

@@ -95,47 +95,6 @@ func TestManifestHeadAndByDigest(t *testing.T) {
 	}
 }
 
-func TestAcceptNegotiation(t *testing.T) {
-	up := newFakeUpstream(t)
-	idx, imgs := twoPlatformIndex(t)
-	up.pushIndex("library/multi:v1", idx)
-	up.push("library/s2:v1", randomImage(t, 256, 1))
-	e := newEnv(t, up, withPrefetch(false))
-	amd64, _ := imgs["amd64"].Digest()
-
-	tests := []struct {
-		name, path, accept string
-		status             int
-		digest             string
-	}{
-		{"schema2 to an OCI-only client", "/v2/library/s2/manifests/v1", "application/vnd.oci.image.manifest.v1+json", 404, ""},
-		{"index to a client of image manifests gets linux/amd64", "/v2/library/multi/manifests/v1", "application/vnd.docker.distribution.manifest.v2+json", 200, amd64.String()},
-		{"index to an index client", "/v2/library/multi/manifests/v1", acceptAll, 200, mustDigest(t, idx)},
-		{"no Accept header takes anything", "/v2/library/multi/manifests/v1", "", 200, mustDigest(t, idx)},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			var hdr []string
-			if tc.accept != "" {
-				hdr = []string{"Accept", tc.accept}
-			}
-			r := e.get(tc.path, hdr...)
-			if r.status != tc.status {
-				t.Fatalf("status %d, want %d: %s", r.status, tc.status, r.body)
-			}
-			if tc.status == 404 {
-				if c := errorCode(t, r); c != CodeManifestUnknown {
-					t.Errorf("code %s", c)
-				}
-				return
-			}
-			if got := r.header.Get("Docker-Content-Digest"); got != tc.digest {
-				t.Errorf("digest %s, want %s", got, tc.digest)
-			}
-		})
-	}
-}
-
 func mustDigest(t *testing.T, x interface{ Digest() (v1.Hash, error) }) string {
 	t.Helper()
 	d, err := x.Digest()

@@ -71,6 +71,10 @@ type Options struct {
 	// Stats, when set, is told of every answer and every upstream request
 	// (the console's live figures). Default: none.
 	Stats *stats.Recorder
+	// DefaultPlatform is the platform whose image a Docker manifest list is
+	// answered with for a client that accepts no list type. Default
+	// linux/amd64.
+	DefaultPlatform v1.Platform
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -110,6 +114,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.DefaultPlatform.OS == "" {
+		opts.DefaultPlatform = v1.Platform{OS: "linux", Architecture: "amd64"}
 	}
 	regs := make(map[string]Upstream, len(opts.Registries))
 	for name, up := range opts.Registries {
@@ -233,18 +240,4 @@ func notFoundFor(r Route) *Error {
 		return newError(http.StatusNotFound, CodeBlobUnknown, "blob unknown")
 	}
 	return newError(http.StatusNotFound, CodeNameUnknown, "repository name not known to registry")
-}
-
-// accepts splits Accept headers into media types (parameters dropped).
-func accepts(r *http.Request) []string {
-	var out []string
-	for _, v := range r.Header.Values("Accept") {
-		for _, part := range strings.Split(v, ",") {
-			mt, _, _ := strings.Cut(part, ";")
-			if mt = strings.TrimSpace(mt); mt != "" {
-				out = append(out, mt)
-			}
-		}
-	}
-	return out
 }

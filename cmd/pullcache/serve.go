@@ -134,6 +134,10 @@ func newProxy(cfg config.Config, store *cache.Store, log *slog.Logger, reg prome
 		}
 		platforms = append(platforms, *pl)
 	}
+	defaultPlatform, err := v1.ParsePlatform(cfg.DefaultPlatform)
+	if err != nil {
+		return nil, fmt.Errorf("default_platform: %w", err)
+	}
 	return proxy.New(proxy.Options{
 		Store:               store,
 		Registries:          ups,
@@ -145,6 +149,7 @@ func newProxy(cfg config.Config, store *cache.Store, log *slog.Logger, reg prome
 		Offline:             cfg.Offline,
 		PrefetchConcurrency: cfg.PrefetchConcurrency,
 		PrefetchPlatforms:   platforms,
+		DefaultPlatform:     *defaultPlatform,
 		Logger:              log,
 		Metrics:             reg,
 		Stats:               obs.recorder(),
