@@ -20,7 +20,6 @@ const (
 	CodeManifestInvalid   = "MANIFEST_INVALID"
 	CodeNameInvalid       = "NAME_INVALID"
 	CodeNameUnknown       = "NAME_UNKNOWN"
-	CodeTagInvalid        = "TAG_INVALID"
 	CodePaginationInvalid = "PAGINATION_NUMBER_INVALID"
 	CodeRangeInvalid      = "RANGE_INVALID"
 	CodeDenied            = "DENIED"

@@ -156,9 +156,18 @@ func TestBadRequests(t *testing.T) {
 	}{
 		{"upper-case name", "GET", "/v2/Library/App/manifests/v1", 400, CodeNameInvalid},
 		{"name with ..", "GET", "/v2/library/../x/manifests/v1", 400, CodeNameInvalid},
-		{"bad digest", "GET", "/v2/library/app/blobs/sha256:xyz", 400, CodeDigestInvalid},
-		{"unknown digest algorithm", "GET", "/v2/library/app/blobs/md5:abcd", 400, CodeDigestInvalid},
-		{"bad tag", "GET", "/v2/library/app/manifests/-bad", 400, CodeTagInvalid},
+		{"bad blob digest", "GET", "/v2/library/app/blobs/sha256:xyz", 404, CodeBlobUnknown},
+		{"unknown blob digest algorithm", "GET", "/v2/library/app/blobs/md5:abcd", 404, CodeBlobUnknown},
+		{"blob reference not a digest", "HEAD", "/v2/library/app/blobs/latest", 404, CodeBlobUnknown},
+		{"bad manifest digest", "GET", "/v2/library/app/manifests/sha256:xyz", 404, CodeManifestUnknown},
+		{"upper-case manifest digest", "GET", "/v2/library/app/manifests/sha256:" + strings.Repeat("A", 64), 404, CodeManifestUnknown},
+		{"unknown manifest digest algorithm", "GET", "/v2/library/app/manifests/md5:abcd", 404, CodeManifestUnknown},
+		{"bad tag", "GET", "/v2/library/app/manifests/-bad", 404, CodeManifestUnknown},
+		{"tag of the conformance suite", "GET", "/v2/library/app/manifests/.INVALID_MANIFEST_NAME", 404, CodeManifestUnknown},
+		{"tag of 129 characters", "HEAD", "/v2/library/app/manifests/" + strings.Repeat("t", 129), 404, CodeManifestUnknown},
+		{"bad name before a bad tag", "GET", "/v2/Library/app/manifests/-bad", 400, CodeNameInvalid},
+		{"name of 256 characters", "GET", "/v2/" + strings.Repeat("a", 256) + "/manifests/v1", 400, CodeNameInvalid},
+		{"referrers of a malformed digest", "GET", "/v2/library/app/referrers/sha256:xyz", 400, CodeDigestInvalid},
 		{"unknown tag", "GET", "/v2/library/app/manifests/nope", 404, CodeManifestUnknown},
 		{"unknown manifest digest", "GET", "/v2/library/app/manifests/" + missing, 404, CodeManifestUnknown},
 		{"unknown blob", "GET", "/v2/library/app/blobs/" + missing, 404, CodeBlobUnknown},
@@ -180,8 +189,10 @@ func TestBadRequests(t *testing.T) {
 			if r.status != tc.status {
 				t.Fatalf("status %d, want %d: %s", r.status, tc.status, r.body)
 			}
-			if c := errorCode(t, r); c != tc.code {
-				t.Errorf("code %s, want %s", c, tc.code)
+			if tc.method != http.MethodHead {
+				if c := errorCode(t, r); c != tc.code {
+					t.Errorf("code %s, want %s", c, tc.code)
+				}
 			}
 			if got := r.header.Get("Docker-Distribution-API-Version"); got != "registry/2.0" {
 				t.Errorf("Docker-Distribution-API-Version = %q", got)

@@ -23,6 +23,10 @@ func TestParseRequest(t *testing.T) {
 		{"/v2/org/app/manifests/" + digest, "ns=GHCR.IO", RouteManifest, "ghcr.io", "org/app", "", digest, "org/app"},
 		{"/v2/a/manifests/b/manifests/x", "", RouteManifest, "", "a/manifests/b", "x", "", "a/manifests/b"},
 		{"/v2/org/app/tags/list", "n=10&last=b", RouteTags, "", "org/app", "", "", "org/app"},
+		{"/v2/org/app/referrers/" + digest, "artifactType=a/b", RouteReferrers, "", "org/app", "", digest, "org/app"},
+		{"/v2/_catalog", "n=1", RouteCatalog, "", "", "", "", ""},
+		{"/v2/_catalog", "ns=GHCR.io", RouteCatalog, "ghcr.io", "", "", "", ""},
+		{"/v2/ghcr.io/_catalog", "", RouteCatalog, "ghcr.io", "", "", "", "ghcr.io"},
 	}
 	for _, tc := range tests {
 		q, _ := url.ParseQuery(tc.query)
@@ -69,11 +73,14 @@ func FuzzParseRequest(f *testing.F) {
 			}
 			return
 		}
-		if r.Route != RouteBase && validName(r.Repo) != nil {
+		if r.Route != RouteBase && r.Route != RouteCatalog && validName(r.Repo) != nil {
 			t.Fatalf("accepted invalid repository %q from %q", r.Repo, path)
 		}
 		if r.Route == RouteManifest && r.Tag == "" && !r.ByDigest() {
 			t.Fatalf("manifest request without reference: %q", path)
+		}
+		if (r.Route == RouteBlob || r.Route == RouteReferrers) && !r.ByDigest() {
+			t.Fatalf("%s request without digest: %q", r.Route, path)
 		}
 	})
 }

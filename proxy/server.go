@@ -182,9 +182,10 @@ func (s *Server) dispatch(w *recorder, r *http.Request, req Request) error {
 		return s.serveManifest(w, r, up, req)
 	case RouteBlob:
 		return s.serveBlob(w, r, up, req)
-	default:
+	case RouteTags:
 		return s.serveTags(w, r, up, req)
 	}
+	return errNoRoute
 }
 
 // resolve finds the upstream of a request: ns= or a path prefix (parsed
