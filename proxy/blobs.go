@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -16,14 +15,14 @@ func (s *Server) serveBlob(w *recorder, r *http.Request, up Upstream, req Reques
 	repo := cache.Repo{Registry: req.Registry, Name: req.Repo}
 	d := req.Digest
 	setBlobHeaders(w.Header(), d)
-	if file, _, err := s.store.OpenBlob(d); err == nil {
+	if file, size, err := s.store.OpenBlob(d); err == nil {
 		defer file.Close()
 		if err := s.authorizeBlob(r.Context(), up, repo, d); err != nil {
 			return err
 		}
 		w.setSource(fromCache)
 		s.metrics.cache.WithLabelValues("blob", string(fromCache)).Inc()
-		http.ServeContent(w, r, "", time.Time{}, file)
+		serveContent(w, r, size, file)
 		return nil
 	}
 	if r.Method == http.MethodHead {
@@ -141,7 +140,7 @@ func (s *Server) blobSource(up Upstream, repo cache.Repo, d v1.Hash) cache.Sourc
 // http.ServeContent handles Range (waiting for bytes not there yet). If the
 // fill fails after headers went out, the connection is aborted so the
 // client sees a broken transfer, never a complete-looking short one.
-func streamFill(w http.ResponseWriter, r *http.Request, f *cache.Fill) error {
+func streamFill(w *recorder, r *http.Request, f *cache.Fill) error {
 	if f.Size() < 0 && r.Header.Get("Range") != "" {
 		// A range of a blob of unknown size: wait for the fill to finish.
 		select {
@@ -169,7 +168,7 @@ func streamFill(w http.ResponseWriter, r *http.Request, f *cache.Fill) error {
 	case f.Size() >= 0:
 		// Range and conditional requests: ServeContent waits for bytes
 		// not there yet through the reader's Read.
-		http.ServeContent(w, r, "", time.Time{}, rd)
+		serveContent(w, r, f.Size(), rd)
 	case r.Method != http.MethodHead:
 		_, err = rd.WriteTo(w)
 	}

@@ -222,6 +222,13 @@ func TestRangeOnABlobBeingFilled(t *testing.T) {
 	if early.status != http.StatusPartialContent || !bytes.Equal(early.body, want[:100]) {
 		t.Fatalf("range in the arrived part: status %d", early.status)
 	}
+	past := e.get(path, "Range", fmt.Sprintf("bytes=%d-", len(want)))
+	if past.status != http.StatusRequestedRangeNotSatisfiable || past.header.Get("Content-Range") != fmt.Sprintf("bytes */%d", len(want)) {
+		t.Errorf("range past the end of a blob being filled: status %d, Content-Range %q", past.status, past.header.Get("Content-Range"))
+	}
+	if c := errorCode(t, past); c != CodeRangeInvalid {
+		t.Errorf("range past the end of a blob being filled: code %s", c)
+	}
 	tail := e.startPull(context.Background(), path, "Range", fmt.Sprintf("bytes=%d-", len(want)-100))
 	<-tail.headers
 	g.open()

@@ -22,11 +22,14 @@ const (
 	CodeNameUnknown       = "NAME_UNKNOWN"
 	CodePaginationInvalid = "PAGINATION_NUMBER_INVALID"
 	CodeRangeInvalid      = "RANGE_INVALID"
-	CodeDenied            = "DENIED"
-	CodeUnsupported       = "UNSUPPORTED"
-	CodeTooManyRequests   = "TOOMANYREQUESTS"
-	CodeUnavailable       = "UNAVAILABLE"
-	CodeUnknown           = "UNKNOWN"
+	// CodePreconditionFailed answers a failed If-Match (no OCI code exists
+	// for it; the HTTP status is 412).
+	CodePreconditionFailed = "PRECONDITION_FAILED"
+	CodeDenied             = "DENIED"
+	CodeUnsupported        = "UNSUPPORTED"
+	CodeTooManyRequests    = "TOOMANYREQUESTS"
+	CodeUnavailable        = "UNAVAILABLE"
+	CodeUnknown            = "UNKNOWN"
 )
 
 // Error is the one error type handlers return: an OCI code, an HTTP status
@@ -37,7 +40,9 @@ type Error struct {
 	Message string
 	// RetryAfter, when set, is sent as a Retry-After header.
 	RetryAfter int
-	cause      error
+	// header holds headers the error is sent with (Content-Range of a 416).
+	header http.Header
+	cause  error
 }
 
 func newError(status int, code, msg string) *Error {
@@ -47,6 +52,16 @@ func newError(status int, code, msg string) *Error {
 func (e *Error) withCause(err error) *Error {
 	c := *e
 	c.cause = err
+	return &c
+}
+
+func (e *Error) withHeader(k, v string) *Error {
+	c := *e
+	c.header = c.header.Clone()
+	if c.header == nil {
+		c.header = http.Header{}
+	}
+	c.header.Set(k, v)
 	return &c
 }
 
@@ -119,6 +134,9 @@ func writeError(w http.ResponseWriter, r *http.Request, e *Error) {
 	}
 	if e.RetryAfter > 0 {
 		h.Set("Retry-After", strconv.Itoa(e.RetryAfter))
+	}
+	for k, v := range e.header {
+		h[k] = v
 	}
 	status := e.Status
 	if status == 499 { // the client is gone; the status is for the log only

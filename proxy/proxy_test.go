@@ -138,6 +138,12 @@ func TestBlobColdWarmAndRange(t *testing.T) {
 	if r.status != http.StatusRequestedRangeNotSatisfiable {
 		t.Errorf("unsatisfiable range: status %d", r.status)
 	}
+	if got := r.header.Get("Content-Range"); got != fmt.Sprintf("bytes */%d", len(want)) {
+		t.Errorf("unsatisfiable range: Content-Range %q", got)
+	}
+	if c := errorCode(t, r); c != CodeRangeInvalid {
+		t.Errorf("unsatisfiable range: code %s", c)
+	}
 	head := e.do(http.MethodHead, path)
 	if head.header.Get("Content-Length") != fmt.Sprint(len(want)) || head.status != 200 {
 		t.Errorf("HEAD: status %d, Content-Length %q", head.status, head.header.Get("Content-Length"))
