@@ -52,7 +52,8 @@ func contentError(code int, size int64) *Error {
 			strconv.FormatInt(size, 10)+" bytes)")
 		return e.withHeader("Content-Range", "bytes */"+strconv.FormatInt(size, 10))
 	case http.StatusPreconditionFailed:
-		return newError(code, CodePreconditionFailed, "If-Match names no ETag of this blob (its ETag is its digest)")
+		// The spec's list of codes has none for a failed precondition.
+		return newError(code, CodeUnsupported, "precondition failed: If-Match names no ETag of this blob (its ETag is its digest)")
 	}
 	return newError(code, CodeUnknown, http.StatusText(code))
 }

@@ -69,7 +69,7 @@ func TestBlobRangesAndPreconditions(t *testing.T) {
 		{[]string{"Range", "bytes=x-y"}, http.StatusRequestedRangeNotSatisfiable, CodeRangeInvalid},
 		{[]string{"Range", "pages=1-2"}, http.StatusRequestedRangeNotSatisfiable, CodeRangeInvalid},
 		{[]string{"Range", "bytes=100-", "If-Range", `"other"`}, http.StatusOK, ""},
-		{[]string{"If-Match", `"other"`}, http.StatusPreconditionFailed, CodePreconditionFailed},
+		{[]string{"If-Match", `"other"`}, http.StatusPreconditionFailed, CodeUnsupported},
 		{[]string{"If-Match", testETag}, http.StatusOK, ""},
 		{[]string{"If-None-Match", testETag}, http.StatusNotModified, ""},
 	}

@@ -22,14 +22,11 @@ const (
 	CodeNameUnknown       = "NAME_UNKNOWN"
 	CodePaginationInvalid = "PAGINATION_NUMBER_INVALID"
 	CodeRangeInvalid      = "RANGE_INVALID"
-	// CodePreconditionFailed answers a failed If-Match (no OCI code exists
-	// for it; the HTTP status is 412).
-	CodePreconditionFailed = "PRECONDITION_FAILED"
-	CodeDenied             = "DENIED"
-	CodeUnsupported        = "UNSUPPORTED"
-	CodeTooManyRequests    = "TOOMANYREQUESTS"
-	CodeUnavailable        = "UNAVAILABLE"
-	CodeUnknown            = "UNKNOWN"
+	CodeDenied            = "DENIED"
+	CodeUnsupported       = "UNSUPPORTED"
+	CodeTooManyRequests   = "TOOMANYREQUESTS"
+	CodeUnavailable       = "UNAVAILABLE"
+	CodeUnknown           = "UNKNOWN"
 )
 
 // Error is the one error type handlers return: an OCI code, an HTTP status
