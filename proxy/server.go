@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -75,6 +76,11 @@ type Options struct {
 	// answered with for a client that accepts no list type. Default
 	// linux/amd64.
 	DefaultPlatform v1.Platform
+	// MaxHeaderBytes bounds a request's line and headers; a larger request
+	// is answered 431 with an OCI error. Default 64 KiB (registry clients
+	// send a few KiB at most, a bearer token included). The HTTP server's
+	// own limit must be larger, or it answers first in plain text.
+	MaxHeaderBytes int
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -115,6 +121,9 @@ func New(opts Options) (*Server, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.MaxHeaderBytes <= 0 {
+		opts.MaxHeaderBytes = 64 << 10
+	}
 	if opts.DefaultPlatform.OS == "" {
 		opts.DefaultPlatform = v1.Platform{OS: "linux", Architecture: "amd64"}
 	}
@@ -152,7 +161,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// Every answer, errors included, says which API it speaks.
 	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
-	req, err := ParseRequest(r.Method, r.URL.Path, r.URL.Query())
+	var req Request
+	err := s.checkHeaderSize(r)
+	if err == nil {
+		req, err = ParseRequest(r.Method, r.URL.Path, r.URL.Query())
+	}
 	if err == nil {
 		rec.route = req.Route.String()
 		err = s.dispatch(rec, r, req)
@@ -160,6 +173,22 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		rec.fail(r, err, notFoundFor(req.Route))
 	}
+}
+
+// checkHeaderSize refuses a request whose line and headers, counted as on
+// the wire, exceed MaxHeaderBytes.
+func (s *Server) checkHeaderSize(r *http.Request) error {
+	n := len(r.Method) + len(r.RequestURI) + len(r.Proto) + len(r.Host) + 12 // spaces, "Host: ", CRLFs
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
+	}
+	if n <= s.opts.MaxHeaderBytes {
+		return nil
+	}
+	return newError(http.StatusRequestHeaderFieldsTooLarge, CodeUnsupported,
+		"request headers of "+strconv.Itoa(n)+" bytes exceed this mirror's limit of "+strconv.Itoa(s.opts.MaxHeaderBytes))
 }
 
 func (s *Server) dispatch(w *recorder, r *http.Request, req Request) error {

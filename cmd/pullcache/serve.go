@@ -63,20 +63,18 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	} else {
 		defer stopAdmin()
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	var adminAPI http.Handler
 	if cfg.AdminToken != "" {
-		mux.Handle("/admin/", adminHandler(cfg, store, mirrorURL(ln.Addr()), log, cfg.AdminToken, cfg.UploadLimit, obs))
+		adminAPI = adminHandler(cfg, store, mirrorURL(ln.Addr()), log, cfg.AdminToken, cfg.UploadLimit, obs)
 	}
 	ui, err := consoleHandler(cfg, store, mirrorURL(ln.Addr()), obs, log)
 	if err != nil {
 		return err
 	}
-	mux.Handle("/ui/", ui)
-	mux.Handle("/", srv)
+	h := routes(srv, route{"/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{})}, route{"/admin/", adminAPI}, route{"/ui/", ui})
 	log.Info("listening", "addr", ln.Addr().String(), "data", cfg.Data,
 		"registries", strings.Join(cfg.RegistryNames(), ","), "offline", cfg.Offline)
-	return serveUntilSignal(ctx, ln, mux, log)
+	return serveUntilSignal(ctx, ln, h, log)
 }
 
 func loadConfig(name string, args []string, stderr io.Writer) (config.Config, error) {
@@ -161,12 +159,7 @@ func newProxy(cfg config.Config, store *cache.Store, log *slog.Logger, reg prome
 func serveUntilSignal(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	hs := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-	}
+	hs := newHTTPServer(h, log)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
