@@ -376,7 +376,7 @@ func (s *Store) runFill(ctx context.Context, cancel context.CancelFunc, f *Fill,
 	}
 	if err != nil {
 		os.Remove(tmpName)
-		s.log.Warn("fill failed", "digest", f.digest.String(), "origin", f.Origin, "err", err)
+		s.log.Log(ctx, fillFailureLevel(err), "fill failed", "digest", f.digest.String(), "origin", f.Origin, "err", err)
 	}
 	s.fills.mu.Lock()
 	delete(s.fills.m, f.digest)

@@ -32,6 +32,11 @@ type Config struct {
 	// TagTTL is how long a tag resolution is trusted before it is revalidated
 	// upstream with one HEAD. Default 5m.
 	TagTTL Duration `yaml:"tag_ttl"`
+	// NegativeTTL is how long an upstream 404 for a manifest, blob or tag
+	// list is remembered per registry and repository, so that a herd of
+	// clients asking for something missing costs one upstream request.
+	// Only 404s are remembered. 0 disables. Default 30s.
+	NegativeTTL Duration `yaml:"negative_ttl"`
 	// DefaultRegistry serves requests that name no registry. Default "docker.io".
 	DefaultRegistry string `yaml:"default_registry"`
 	// Registries maps a registry name (docker.io, ghcr.io, host:port) to its
@@ -141,6 +146,7 @@ func Default() Config {
 		SendBuffer:          -1,
 		Data:                "./pullcache-data",
 		TagTTL:              Duration(5 * time.Minute),
+		NegativeTTL:         Duration(30 * time.Second),
 		DefaultRegistry:     DockerHub,
 		Registries:          map[string]Registry{DockerHub: {}},
 		Prefetch:            &on,
@@ -216,6 +222,9 @@ func (c Config) Validate() error {
 	}
 	if c.TagTTL < 0 {
 		errs = append(errs, errors.New("tag_ttl: must not be negative"))
+	}
+	if c.NegativeTTL < 0 {
+		errs = append(errs, errors.New("negative_ttl: must not be negative (0 disables)"))
 	}
 	if c.PrefetchConcurrency < 1 {
 		errs = append(errs, errors.New("prefetch_concurrency: must be at least 1"))

@@ -116,6 +116,7 @@ func TestValidate(t *testing.T) {
 		{"log level", func(c *Config) { c.Log.Level = "loud" }, "log.level"},
 		{"negative ttl", func(c *Config) { c.TagTTL = -1 }, "tag_ttl"},
 		{"default platform", func(c *Config) { c.DefaultPlatform = "amd64" }, "default_platform"},
+		{"negative negative_ttl", func(c *Config) { c.NegativeTTL = -1 }, "negative_ttl"},
 	}
 	for _, tc := range tests {
 		c := Default()

@@ -29,6 +29,9 @@ var settings = []setting{
 	{"tag-ttl", "PULLCACHE_TAG_TTL", "how long a tag is trusted before one upstream HEAD revalidates it (default 5m)", func(c *Config, v string) error {
 		return c.TagTTL.UnmarshalText([]byte(v))
 	}, false},
+	{"negative-ttl", "PULLCACHE_NEGATIVE_TTL", "how long an upstream 404 is remembered; 0 disables (default 30s)", func(c *Config, v string) error {
+		return c.NegativeTTL.UnmarshalText([]byte(v))
+	}, false},
 	{"default-registry", "PULLCACHE_DEFAULT_REGISTRY", "registry for requests that name none (default docker.io)", func(c *Config, v string) error { c.DefaultRegistry = v; return nil }, false},
 	{"prefetch", "PULLCACHE_PREFETCH", "prefetch the blobs of fetched manifests (default true)", func(c *Config, v string) error {
 		b, err := parseBool(v)

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -9,6 +10,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/pullcache/pullcache/cache"
+	"github.com/pullcache/pullcache/upstream"
 )
 
 func (s *Server) serveBlob(w *recorder, r *http.Request, up Upstream, req Request) error {
@@ -24,6 +26,9 @@ func (s *Server) serveBlob(w *recorder, r *http.Request, up Upstream, req Reques
 		s.metrics.cache.WithLabelValues("blob", string(fromCache)).Inc()
 		serveContent(w, r, size, file)
 		return nil
+	}
+	if s.opts.Offline {
+		return offlineErr(CodeBlobUnknown, "blob") // no fill: there is nothing to fill from
 	}
 	if r.Method == http.MethodHead {
 		return s.headColdBlob(w, r, up, repo, d)
@@ -63,8 +68,13 @@ func (s *Server) authorizeBlob(ctx context.Context, up Upstream, repo cache.Repo
 	if s.store.Linked(repo, d) {
 		return nil
 	}
+	key := negativeKey("blob", repo, d.String())
+	if err := s.negative.lookup(key); err != nil {
+		return err
+	}
 	_, err := s.flight(ctx, "confirm-blob "+repo.String()+"@"+d.String(), func(ctx context.Context) (any, error) {
 		if _, err := up.HeadBlob(ctx, repo.Name, d); err != nil {
+			s.negative.remember(key, err)
 			return nil, err
 		}
 		return nil, s.store.Link(repo, d)
@@ -75,8 +85,13 @@ func (s *Server) authorizeBlob(ctx context.Context, up Upstream, repo cache.Repo
 // headColdBlob answers HEAD for a blob that is not cached from the
 // upstream's HEAD, without fetching the bytes.
 func (s *Server) headColdBlob(w *recorder, r *http.Request, up Upstream, repo cache.Repo, d v1.Hash) error {
+	key := negativeKey("blob", repo, d.String())
+	if err := s.negative.lookup(key); err != nil {
+		return err
+	}
 	size, err := up.HeadBlob(r.Context(), repo.Name, d)
 	if err != nil {
+		s.negative.remember(key, err)
 		return err
 	}
 	w.setSource(fromUpstream)
@@ -90,6 +105,9 @@ func (s *Server) headColdBlob(w *recorder, r *http.Request, up Upstream, repo ca
 // runs. A fill started for another repository is joined only once repo is
 // known to have the blob; if that fill failed to open, repo tries its own.
 func (s *Server) joinFill(ctx context.Context, up Upstream, repo cache.Repo, d v1.Hash) (*cache.Fill, bool, error) {
+	if err := s.negative.lookup(negativeKey("blob", repo, d.String())); err != nil {
+		return nil, false, err
+	}
 	for attempt := 0; ; attempt++ {
 		f, started, err := s.store.StartFill(d, s.knownSize(d), repo.String(), s.blobSource(up, repo, d))
 		if err != nil {
@@ -130,9 +148,17 @@ func (s *Server) knownSize(d v1.Hash) int64 {
 	return -1
 }
 
+// blobSource opens the blob upstream for a fill. An upstream 404 is
+// remembered (before the fill ends, so no request can start another fill
+// in between) and marked as a miss for the cache, which then does not warn.
 func (s *Server) blobSource(up Upstream, repo cache.Repo, d v1.Hash) cache.Source {
 	return func(ctx context.Context, offset int64) (io.ReadCloser, int64, error) {
-		return up.GetBlob(ctx, repo.Name, d, offset)
+		body, size, err := up.GetBlob(ctx, repo.Name, d, offset)
+		if upstream.KindOf(err) == upstream.NotFound {
+			s.negative.remember(negativeKey("blob", repo, d.String()), err)
+			err = fmt.Errorf("%w: %w", cache.ErrSourceNotFound, err)
+		}
+		return body, size, err
 	}
 }
 

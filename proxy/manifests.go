@@ -85,8 +85,13 @@ func (s *Server) manifestByDigest(ctx context.Context, up Upstream, repo cache.R
 }
 
 func (s *Server) confirmManifest(ctx context.Context, up Upstream, repo cache.Repo, d v1.Hash) error {
+	key := negativeKey("manifest", repo, d.String())
+	if err := s.negative.lookup(key); err != nil {
+		return err
+	}
 	_, err := s.flight(ctx, "confirm-manifest "+repo.String()+"@"+d.String(), func(ctx context.Context) (any, error) {
 		if _, err := up.HeadManifest(ctx, repo.Name, d.String(), cache.ManifestTypes); err != nil {
+			s.negative.remember(key, err)
 			return nil, err
 		}
 		return nil, s.store.Link(repo, d)
@@ -124,6 +129,7 @@ func (s *Server) revalidate(ctx context.Context, up Upstream, repo cache.Repo, t
 	v, err := s.flight(ctx, "revalidate "+repo.String()+":"+tag, func(ctx context.Context) (any, error) {
 		d, err := up.HeadManifest(ctx, repo.Name, tag, cache.ManifestTypes)
 		if err != nil {
+			s.negative.remember(negativeKey("manifest", repo, tag), err)
 			return nil, err
 		}
 		if d.Digest == cached.Digest {
@@ -157,9 +163,16 @@ func (s *Server) revalidate(ctx context.Context, up Upstream, repo cache.Repo, t
 
 // fetchManifest fetches ref once however many ask at the same time, stores
 // it (under tag, if given) and starts prefetching what it references.
+// A 404 is remembered for NegativeTTL.
 func (s *Server) fetchManifest(ctx context.Context, up Upstream, repo cache.Repo, ref, tag string) (*cache.Manifest, error) {
+	key := negativeKey("manifest", repo, ref)
+	if err := s.negative.lookup(key); err != nil {
+		return nil, err
+	}
 	v, err := s.flight(ctx, "manifest "+repo.String()+":"+ref, func(ctx context.Context) (any, error) {
-		return s.fetchManifestNow(ctx, up, repo, ref, tag)
+		m, err := s.fetchManifestNow(ctx, up, repo, ref, tag)
+		s.negative.remember(key, err)
+		return m, err
 	})
 	if err != nil {
 		return nil, err

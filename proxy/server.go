@@ -62,6 +62,10 @@ type Options struct {
 	PrefetchConcurrency int
 	// UpstreamTimeout bounds a manifest or tag-list fetch. Default 60s.
 	UpstreamTimeout time.Duration
+	// NegativeTTL is how long an upstream 404 for a manifest, blob or tag
+	// list of a repository is remembered and answered without asking
+	// again. Default 0: not remembered (pullcache serve passes 30s).
+	NegativeTTL time.Duration
 	// Offline serves only what is cached: no upstream is ever contacted,
 	// tags resolve to the last digest known, and anything else is unknown.
 	Offline bool
@@ -92,6 +96,7 @@ type Server struct {
 	log      *slog.Logger
 	metrics  *metrics
 	flights  singleflight.Group
+	negative *negativeCache
 	allowed  sync.Map // registry name → Upstream, built by Allow
 	bg       sync.WaitGroup
 	bgCtx    context.Context
@@ -140,7 +145,8 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{opts: opts, store: opts.Store, log: opts.Logger, metrics: m, bgCtx: ctx, bgCancel: cancel}, nil
+	return &Server{opts: opts, store: opts.Store, log: opts.Logger, metrics: m, bgCtx: ctx, bgCancel: cancel,
+		negative: newNegativeCache(opts.NegativeTTL, opts.Now)}, nil
 }
 
 // Close stops background work (prefetch) and waits for it. It does not

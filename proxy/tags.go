@@ -62,9 +62,14 @@ func (s *Server) tagList(ctx context.Context, up Upstream, repo cache.Repo) ([]s
 	if s.opts.Offline && cerr == nil {
 		return cached, fromCache, nil
 	}
+	key := negativeKey("tags", repo, "")
+	if err := s.negative.lookup(key); err != nil {
+		return nil, "", newError(http.StatusNotFound, CodeNameUnknown, "repository name not known to registry").withCause(err)
+	}
 	v, err := s.flight(ctx, "tags "+repo.String(), func(ctx context.Context) (any, error) {
 		tags, err := up.Tags(ctx, repo.Name)
 		if err != nil {
+			s.negative.remember(key, err)
 			return nil, err
 		}
 		tags = slices.Clone(tags)

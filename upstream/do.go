@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"sync"
@@ -108,7 +109,13 @@ func (r *Registry) tryEndpoint(ctx context.Context, ep *endpoint, method, repo, 
 			return resp, nil
 		}
 		wait, retry := r.retryAfter(err, attempt)
-		r.log.Warn("upstream request failed", "registry", r.name, "endpoint", ep.host, "op", method,
+		// A 404 is an answer, not a failure: the request's own log line
+		// reports it.
+		level := slog.LevelWarn
+		if KindOf(err) == NotFound {
+			level = slog.LevelDebug
+		}
+		r.log.Log(ctx, level, "upstream request failed", "registry", r.name, "endpoint", ep.host, "op", method,
 			"repo", repo, "attempt", attempt, "kind", KindOf(err).String(), "retry_in", wait, "err", err)
 		if !retry {
 			return nil, err

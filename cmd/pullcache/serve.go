@@ -143,6 +143,7 @@ func newProxy(cfg config.Config, store *cache.Store, log *slog.Logger, reg prome
 		Allow:               obs.watchAllowed(allowUpstream(cfg, log)),
 		DefaultRegistry:     cfg.DefaultRegistry,
 		TagTTL:              time.Duration(cfg.TagTTL),
+		NegativeTTL:         time.Duration(cfg.NegativeTTL),
 		Prefetch:            cfg.PrefetchEnabled() && !cfg.Offline,
 		Offline:             cfg.Offline,
 		PrefetchConcurrency: cfg.PrefetchConcurrency,
