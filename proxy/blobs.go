@@ -82,9 +82,15 @@ func (s *Server) authorizeBlob(ctx context.Context, up Upstream, repo cache.Repo
 	return err
 }
 
-// headColdBlob answers HEAD for a blob that is not cached from the
-// upstream's HEAD, without fetching the bytes.
+// headColdBlob answers HEAD for a blob that is not cached: from its fill
+// when one runs (size and digest are known), else from the upstream's
+// HEAD, without fetching the bytes.
 func (s *Server) headColdBlob(w *recorder, r *http.Request, up Upstream, repo cache.Repo, d v1.Hash) error {
+	if f, ok := s.store.InFlight(d); ok {
+		if done, err := s.headFromFill(w, r, up, repo, f); done || err != nil {
+			return err
+		}
+	}
 	key := negativeKey("blob", repo, d.String())
 	if err := s.negative.lookup(key); err != nil {
 		return err
@@ -99,6 +105,35 @@ func (s *Server) headColdBlob(w *recorder, r *http.Request, up Upstream, repo ca
 		w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
 	}
 	return nil
+}
+
+// headFromFill answers HEAD from a fill in flight once its source has
+// answered; done is false when the fill does not know the size.
+func (s *Server) headFromFill(w *recorder, r *http.Request, up Upstream, repo cache.Repo, f *cache.Fill) (done bool, err error) {
+	d := f.Digest()
+	if f.Origin != repo.String() {
+		if err := s.authorizeBlob(r.Context(), up, repo, d); err != nil {
+			return false, err
+		}
+	}
+	select {
+	case <-f.Ready():
+	case <-r.Context().Done():
+		return false, r.Context().Err()
+	}
+	if err := f.Err(); err != nil {
+		return false, err
+	}
+	size := f.Size()
+	if size < 0 {
+		size = s.knownSize(d)
+	}
+	if size < 0 {
+		return false, nil
+	}
+	w.setSource(fromUpstream)
+	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+	return true, nil
 }
 
 // joinFill returns the fill of d that repo may read, starting one if none

@@ -326,3 +326,22 @@ func TestFillResumesABrokenUpstreamTransfer(t *testing.T) {
 		t.Errorf("upstream blob GETs with Range headers %q, want %q", ranges, wantRanges)
 	}
 }
+
+func TestHeadOfABlobBeingFilledAsksNoUpstream(t *testing.T) {
+	checkLeaks(t)
+	e := newGatedBlobEnv(t, 128<<10, blobFault{})
+	first := e.startPull(context.Background(), e.path)
+	<-first.headers // the fill is half-way, held at the gate
+	head := e.do(http.MethodHead, e.path)
+	if head.status != http.StatusOK || head.header.Get("Content-Length") != strconv.Itoa(len(e.want)) {
+		t.Errorf("HEAD during the fill: status %d, Content-Length %q, want %d", head.status, head.header.Get("Content-Length"), len(e.want))
+	}
+	if got := head.header.Get("Docker-Content-Digest"); got != e.d.String() {
+		t.Errorf("HEAD during the fill: Docker-Content-Digest %q", got)
+	}
+	if n := e.up.calls("HEAD blobs"); n != 0 {
+		t.Errorf("HEAD during the fill asked the upstream %d times", n)
+	}
+	e.gate.open()
+	<-first.wait
+}
