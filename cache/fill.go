@@ -302,6 +302,7 @@ func (r *FillReader) Close() error {
 type fillSet struct {
 	mu      sync.Mutex
 	m       map[v1.Hash]*Fill
+	failed  *failures
 	closing bool
 	cancel  []context.CancelFunc
 }
@@ -316,7 +317,9 @@ func (fs *fillSet) closeAll() {
 }
 
 // StartFill returns the fill of blob h: the one in flight, a finished one if
-// the blob is committed, or a new one reading from open. size is the size
+// the blob is committed, a failed one if a fill from the same origin failed
+// within its backoff (its error is a *RecentFailure), or a new one reading
+// from open. size is the size
 // expected (-1 if unknown); origin is recorded on a new fill. started says
 // whether this call started the fill.
 func (s *Store) StartFill(h v1.Hash, size int64, origin string, open Source) (f *Fill, started bool, err error) {
@@ -332,6 +335,9 @@ func (s *Store) StartFill(h v1.Hash, size int64, origin string, open Source) (f 
 	// map but its file is in place.
 	if fi, err := os.Stat(s.blobPath(h)); err == nil {
 		return committedFill(h, s.blobPath(h), fi.Size()), false, nil
+	}
+	if rf, ok := s.fills.failed.recent(h, origin, time.Now()); ok {
+		return failedFill(h, origin, rf), false, nil
 	}
 	tmp, err := os.CreateTemp(filepath.Join(s.dir, "tmp"), h.Hex+"-*")
 	if err != nil {
@@ -380,6 +386,7 @@ func (s *Store) runFill(ctx context.Context, cancel context.CancelFunc, f *Fill,
 	}
 	s.fills.mu.Lock()
 	delete(s.fills.m, f.digest)
+	s.fills.failed.note(f.digest, f.Origin, err, time.Now())
 	s.fills.mu.Unlock()
 	f.finish(err)
 	f.release()

@@ -170,9 +170,15 @@ func TestFillFailuresCommitNothing(t *testing.T) {
 			if entries, _ := os.ReadDir(filepath.Join(dir, "tmp")); len(entries) != 0 {
 				t.Errorf("temp files left: %d", len(entries))
 			}
-			// The next request starts a fresh fill.
-			if _, started, err := s.StartFill(d, tc.size, "r", newPipeSource(tc.size).open); err != nil || !started {
-				t.Errorf("after a failure: started=%v err=%v", started, err)
+			// Within the backoff the next request from the same origin
+			// shares the failure; another origin starts a fill of its own.
+			again, started, err := s.StartFill(d, tc.size, "r", newPipeSource(tc.size).open)
+			var rf *RecentFailure
+			if err != nil || started || !errors.As(again.Err(), &rf) {
+				t.Errorf("right after a failure: started=%v err=%v fill err=%v, want the failure shared", started, err, again.Err())
+			}
+			if _, started, err := s.StartFill(d, tc.size, "other", newPipeSource(tc.size).open); err != nil || !started {
+				t.Errorf("another origin after a failure: started=%v err=%v", started, err)
 			}
 		})
 	}

@@ -19,5 +19,7 @@ func fillFailureLevel(err error) slog.Level {
 	if errors.Is(err, ErrSourceNotFound) || errors.Is(err, errClosing) || errors.Is(err, context.Canceled) {
 		return slog.LevelDebug
 	}
-	return slog.LevelWarn
+	return failureLevelWarn
 }
+
+const failureLevelWarn = slog.LevelWarn

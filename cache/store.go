@@ -37,6 +37,10 @@ type Options struct {
 	StallTimeout time.Duration
 	// HotEntries is the size of each in-memory LRU (manifests, tags). Default 4096.
 	HotEntries int
+	// FillRetryBackoff is how long a blob whose fill failed is not fetched
+	// again from the same origin; it doubles with each consecutive failure,
+	// up to 5 minutes. Default 1s.
+	FillRetryBackoff time.Duration
 }
 
 // Store is the on-disk cache. It is safe for concurrent use; one process
@@ -78,6 +82,7 @@ func Open(opts Options) (*Store, error) {
 	s.hotTag, _ = lru.New[string, Tag](opts.HotEntries)
 	s.hotLink, _ = lru.New[string, struct{}](opts.HotEntries * 4)
 	s.fills.m = map[v1.Hash]*Fill{}
+	s.fills.failed = newFailures(opts.FillRetryBackoff)
 	s.access = newAccessLog(db, opts.Logger)
 	return s, nil
 }
@@ -94,6 +99,9 @@ func withDefaults(o Options) Options {
 	}
 	if o.HotEntries <= 0 {
 		o.HotEntries = 4096
+	}
+	if o.FillRetryBackoff <= 0 {
+		o.FillRetryBackoff = time.Second
 	}
 	return o
 }

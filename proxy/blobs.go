@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -122,7 +123,7 @@ func (s *Server) headFromFill(w *recorder, r *http.Request, up Upstream, repo ca
 		return false, r.Context().Err()
 	}
 	if err := f.Err(); err != nil {
-		return false, err
+		return false, fillError(err, s.opts.Now())
 	}
 	size := f.Size()
 	if size < 0 {
@@ -171,7 +172,7 @@ func (s *Server) joinFill(ctx context.Context, up Upstream, repo cache.Repo, d v
 			return f, started, nil
 		}
 		if started || f.Origin == repo.String() || attempt > 0 {
-			return nil, false, err
+			return nil, false, fillError(err, s.opts.Now())
 		}
 	}
 }
@@ -210,7 +211,7 @@ func streamFill(w *recorder, r *http.Request, f *cache.Fill) error {
 			return r.Context().Err()
 		}
 		if err := f.Err(); err != nil {
-			return err
+			return fillError(err, time.Now())
 		}
 	}
 	rd, err := f.NewReader(r.Context())

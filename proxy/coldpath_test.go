@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -110,7 +111,7 @@ type gatedBlobEnv struct {
 	path string // the layer's path on the mirror
 }
 
-func newGatedBlobEnv(t *testing.T, layerSize int64, fault blobFault) *gatedBlobEnv {
+func newGatedBlobEnv(t *testing.T, layerSize int64, fault blobFault, opts ...envOption) *gatedBlobEnv {
 	t.Helper()
 	up := newFakeUpstream(t)
 	img := randomImage(t, layerSize, 1)
@@ -118,7 +119,7 @@ func newGatedBlobEnv(t *testing.T, layerSize int64, fault blobFault) *gatedBlobE
 	d, want := layerBytes(t, img, 0)
 	g := newGate(t)
 	up.setFault(gatedBlob(d, want, g, fault))
-	e := newEnv(t, up, withPrefetch(false))
+	e := newEnv(t, up, append([]envOption{withPrefetch(false)}, opts...)...)
 	return &gatedBlobEnv{env: e, img: img, d: d, want: want, gate: g, path: "/v2/library/app/blobs/" + d.String()}
 }
 
@@ -158,7 +159,9 @@ func TestBrokenUpstreamAbortsEveryReaderAndCommitsNothing(t *testing.T) {
 	for _, fault := range []blobFault{{cut: true}, {corrupt: true}} {
 		t.Run(fmt.Sprintf("cut=%v corrupt=%v", fault.cut, fault.corrupt), func(t *testing.T) {
 			checkLeaks(t)
-			e := newGatedBlobEnv(t, 128<<10, fault)
+			// A failed fill is not retried within its backoff; here the
+			// backoff is over at once, so the next request fills anew.
+			e := newGatedBlobEnv(t, 128<<10, fault, withFillRetryBackoff(time.Nanosecond))
 			d, want, up, g, path := e.d, e.want, e.up, e.gate, e.path
 
 			pulls := []*pull{e.startPull(context.Background(), path), e.startPull(context.Background(), path)}
@@ -344,4 +347,56 @@ func TestHeadOfABlobBeingFilledAsksNoUpstream(t *testing.T) {
 	}
 	e.gate.open()
 	<-first.wait
+}
+
+func withFillRetryBackoff(d time.Duration) envOption {
+	return func(_ *Options, co *cache.Options) { co.FillRetryBackoff = d }
+}
+
+// TestFailedFillIsSharedNotMultiplied: six clients on a fill that breaks
+// all see a broken transfer; their retries within the backoff get the
+// failure (502 or 503 with Retry-After, never 500) without a new upstream
+// transfer. The upstream sees the fill's GETs only: 1 and its resumes.
+func TestFailedFillIsSharedNotMultiplied(t *testing.T) {
+	for _, fault := range []blobFault{{cut: true}, {corrupt: true}} {
+		t.Run(fmt.Sprintf("cut=%v corrupt=%v", fault.cut, fault.corrupt), func(t *testing.T) {
+			checkLeaks(t)
+			e := newGatedBlobEnv(t, 128<<10, fault, withFillRetryBackoff(time.Hour))
+			var pulls []*pull
+			for range 6 {
+				pulls = append(pulls, e.startPull(context.Background(), e.path))
+			}
+			for _, p := range pulls {
+				<-p.headers
+			}
+			e.gate.open()
+			for i, p := range pulls {
+				<-p.wait
+				if p.err == nil {
+					t.Errorf("client %d got a complete-looking response of %d bytes", i, len(p.body))
+				}
+			}
+			gets := e.up.calls("GET blobs")
+			t.Logf("upstream GETs: %d", gets)
+			const maxResumes = 3
+			if gets > 1+maxResumes {
+				t.Errorf("one broken fill cost %d upstream GETs, want at most %d", gets, 1+maxResumes)
+			}
+			for i := range 6 {
+				r := e.get(e.path)
+				if r.status != http.StatusBadGateway && r.status != http.StatusServiceUnavailable {
+					t.Fatalf("retry %d: status %d, want 502 or 503: %s", i, r.status, r.body)
+				}
+				if c := errorCode(t, r); c != CodeUnavailable {
+					t.Errorf("retry %d: code %s", i, c)
+				}
+				if r.header.Get("Retry-After") == "" {
+					t.Errorf("retry %d: no Retry-After", i)
+				}
+			}
+			if n := e.up.calls("GET blobs"); n != gets {
+				t.Errorf("retries within the backoff cost %d more upstream GETs", n-gets)
+			}
+		})
+	}
 }
