@@ -62,6 +62,14 @@ type Config struct {
 	FillTimeout Duration `yaml:"fill_timeout"`
 	// StallTimeout aborts an upstream fetch that sends no byte for this long. Default 60s.
 	StallTimeout Duration `yaml:"stall_timeout"`
+	// ResponseTimeout bounds how long a request waits for an upstream
+	// answer before it is answered itself: 503 UNAVAILABLE when nothing is
+	// cached. The fetch goes on and is kept. Default 20s.
+	ResponseTimeout Duration `yaml:"response_timeout"`
+	// RevalidateTimeout bounds how long revalidating a tag (or a tag or
+	// referrers list) that has a cached copy holds a client; then the
+	// cached copy is served with a Warning header. Default 5s.
+	RevalidateTimeout Duration `yaml:"revalidate_timeout"`
 	// DefaultPlatform ("os/arch[/variant]") is the platform whose image a
 	// Docker manifest list is answered with for a client that accepts Docker
 	// schema 2 images but no list type (Docker before 1.10), as Docker Hub
@@ -153,6 +161,8 @@ func Default() Config {
 		PrefetchConcurrency: 4,
 		FillTimeout:         Duration(30 * time.Minute),
 		StallTimeout:        Duration(60 * time.Second),
+		ResponseTimeout:     Duration(20 * time.Second),
+		RevalidateTimeout:   Duration(5 * time.Second),
 		DefaultPlatform:     "linux/amd64",
 		UploadLimit:         10 << 30,
 		Log:                 Log{Level: "info", Format: "text"},
@@ -231,6 +241,9 @@ func (c Config) Validate() error {
 	}
 	if c.FillTimeout <= 0 || c.StallTimeout <= 0 {
 		errs = append(errs, errors.New("fill_timeout and stall_timeout: must be positive"))
+	}
+	if c.ResponseTimeout <= 0 || c.RevalidateTimeout <= 0 {
+		errs = append(errs, errors.New("response_timeout and revalidate_timeout: must be positive"))
 	}
 	if _, ok := c.Registries[c.DefaultRegistry]; !ok {
 		errs = append(errs, fmt.Errorf("default_registry %q: not among the configured registries %v", c.DefaultRegistry, c.RegistryNames()))

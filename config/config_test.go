@@ -117,6 +117,8 @@ func TestValidate(t *testing.T) {
 		{"negative ttl", func(c *Config) { c.TagTTL = -1 }, "tag_ttl"},
 		{"default platform", func(c *Config) { c.DefaultPlatform = "amd64" }, "default_platform"},
 		{"negative negative_ttl", func(c *Config) { c.NegativeTTL = -1 }, "negative_ttl"},
+		{"zero response_timeout", func(c *Config) { c.ResponseTimeout = 0 }, "response_timeout"},
+		{"zero revalidate_timeout", func(c *Config) { c.RevalidateTimeout = 0 }, "revalidate_timeout"},
 	}
 	for _, tc := range tests {
 		c := Default()

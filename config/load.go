@@ -32,6 +32,12 @@ var settings = []setting{
 	{"negative-ttl", "PULLCACHE_NEGATIVE_TTL", "how long an upstream 404 is remembered; 0 disables (default 30s)", func(c *Config, v string) error {
 		return c.NegativeTTL.UnmarshalText([]byte(v))
 	}, false},
+	{"response-timeout", "PULLCACHE_RESPONSE_TIMEOUT", "longest wait for an upstream before a request is answered (default 20s)", func(c *Config, v string) error {
+		return c.ResponseTimeout.UnmarshalText([]byte(v))
+	}, false},
+	{"revalidate-timeout", "PULLCACHE_REVALIDATE_TIMEOUT", "longest wait for a revalidation before the cached copy is served stale (default 5s)", func(c *Config, v string) error {
+		return c.RevalidateTimeout.UnmarshalText([]byte(v))
+	}, false},
 	{"default-registry", "PULLCACHE_DEFAULT_REGISTRY", "registry for requests that name none (default docker.io)", func(c *Config, v string) error { c.DefaultRegistry = v; return nil }, false},
 	{"prefetch", "PULLCACHE_PREFETCH", "prefetch the blobs of fetched manifests (default true)", func(c *Config, v string) error {
 		b, err := parseBool(v)

@@ -18,9 +18,13 @@ func (s *Server) serveBlob(w *recorder, r *http.Request, up Upstream, req Reques
 	repo := cache.Repo{Registry: req.Registry, Name: req.Repo}
 	d := req.Digest
 	setBlobHeaders(w.Header(), d)
+	// ctx bounds the wait for the upstream's answer; the bytes are then
+	// sent on the request's own context.
+	ctx, cancel := s.waitContext(r.Context())
+	defer cancel()
 	if file, size, err := s.store.OpenBlob(d); err == nil {
 		defer file.Close()
-		if err := s.authorizeBlob(r.Context(), up, repo, d); err != nil {
+		if err := s.authorizeBlob(ctx, up, repo, d); err != nil {
 			return err
 		}
 		w.setSource(fromCache)
@@ -32,9 +36,9 @@ func (s *Server) serveBlob(w *recorder, r *http.Request, up Upstream, req Reques
 		return offlineErr(CodeBlobUnknown, "blob") // no fill: there is nothing to fill from
 	}
 	if r.Method == http.MethodHead {
-		return s.headColdBlob(w, r, up, repo, d)
+		return s.headColdBlob(ctx, w, up, repo, d)
 	}
-	f, started, err := s.joinFill(r.Context(), up, repo, d)
+	f, started, err := s.joinFill(ctx, up, repo, d)
 	if err != nil {
 		return err
 	}
@@ -86,9 +90,9 @@ func (s *Server) authorizeBlob(ctx context.Context, up Upstream, repo cache.Repo
 // headColdBlob answers HEAD for a blob that is not cached: from its fill
 // when one runs (size and digest are known), else from the upstream's
 // HEAD, without fetching the bytes.
-func (s *Server) headColdBlob(w *recorder, r *http.Request, up Upstream, repo cache.Repo, d v1.Hash) error {
+func (s *Server) headColdBlob(ctx context.Context, w *recorder, up Upstream, repo cache.Repo, d v1.Hash) error {
 	if f, ok := s.store.InFlight(d); ok {
-		if done, err := s.headFromFill(w, r, up, repo, f); done || err != nil {
+		if done, err := s.headFromFill(ctx, w, up, repo, f); done || err != nil {
 			return err
 		}
 	}
@@ -96,7 +100,7 @@ func (s *Server) headColdBlob(w *recorder, r *http.Request, up Upstream, repo ca
 	if err := s.negative.lookup(key); err != nil {
 		return err
 	}
-	size, err := up.HeadBlob(r.Context(), repo.Name, d)
+	size, err := up.HeadBlob(ctx, repo.Name, d)
 	if err != nil {
 		s.negative.remember(key, err)
 		return err
@@ -110,17 +114,17 @@ func (s *Server) headColdBlob(w *recorder, r *http.Request, up Upstream, repo ca
 
 // headFromFill answers HEAD from a fill in flight once its source has
 // answered; done is false when the fill does not know the size.
-func (s *Server) headFromFill(w *recorder, r *http.Request, up Upstream, repo cache.Repo, f *cache.Fill) (done bool, err error) {
+func (s *Server) headFromFill(ctx context.Context, w *recorder, up Upstream, repo cache.Repo, f *cache.Fill) (done bool, err error) {
 	d := f.Digest()
 	if f.Origin != repo.String() {
-		if err := s.authorizeBlob(r.Context(), up, repo, d); err != nil {
+		if err := s.authorizeBlob(ctx, up, repo, d); err != nil {
 			return false, err
 		}
 	}
 	select {
 	case <-f.Ready():
-	case <-r.Context().Done():
-		return false, r.Context().Err()
+	case <-ctx.Done():
+		return false, waitErr(ctx, "the upstream's answer for blob "+d.String())
 	}
 	if err := f.Err(); err != nil {
 		return false, fillError(err, s.opts.Now())
@@ -160,7 +164,7 @@ func (s *Server) joinFill(ctx context.Context, up Upstream, repo cache.Repo, d v
 		select {
 		case <-f.Ready():
 		case <-ctx.Done():
-			return nil, false, ctx.Err()
+			return nil, false, waitErr(ctx, "the upstream's answer for blob "+d.String())
 		}
 		err = f.Err()
 		if err == nil {

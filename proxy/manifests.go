@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -29,20 +28,22 @@ const (
 
 func (s *Server) serveManifest(w *recorder, r *http.Request, up Upstream, req Request) error {
 	repo := cache.Repo{Registry: req.Registry, Name: req.Repo}
+	ctx, cancel := s.waitContext(r.Context())
+	defer cancel()
 	var (
 		m   *cache.Manifest
 		src source
 		err error
 	)
 	if req.ByDigest() {
-		m, src, err = s.manifestByDigest(r.Context(), up, repo, req.Digest)
+		m, src, err = s.manifestByDigest(ctx, up, repo, req.Digest)
 	} else {
-		m, src, err = s.manifestByTag(r.Context(), up, repo, req.Tag)
+		m, src, err = s.manifestByTag(ctx, up, repo, req.Tag)
 	}
 	if err != nil {
 		return err
 	}
-	m, err = s.substitute(r.Context(), w, up, repo, m, parseAccept(r.Header.Values("Accept")))
+	m, err = s.substitute(ctx, w, up, repo, m, parseAccept(r.Header.Values("Accept")))
 	if err != nil {
 		return err
 	}
@@ -126,6 +127,8 @@ func (s *Server) manifestByTag(ctx context.Context, up Upstream, repo cache.Repo
 }
 
 func (s *Server) revalidate(ctx context.Context, up Upstream, repo cache.Repo, tag string, cached *cache.Manifest) (*cache.Manifest, source, error) {
+	ctx, cancel := s.revalidateContext(ctx)
+	defer cancel()
 	v, err := s.flight(ctx, "revalidate "+repo.String()+":"+tag, func(ctx context.Context) (any, error) {
 		d, err := up.HeadManifest(ctx, repo.Name, tag, cache.ManifestTypes)
 		if err != nil {
@@ -199,7 +202,7 @@ func (s *Server) fetchManifestNow(ctx context.Context, up Upstream, repo cache.R
 // flight runs fn once per key among concurrent callers. fn runs on a
 // context that outlives any one caller (bounded by UpstreamTimeout), so a
 // client hanging up does not fail the others; each caller still stops
-// waiting when its own context ends.
+// waiting when its own context ends (see waitErr).
 func (s *Server) flight(ctx context.Context, key string, fn func(context.Context) (any, error)) (any, error) {
 	ch := s.flights.DoChan(key, func() (any, error) {
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.UpstreamTimeout)
@@ -210,7 +213,7 @@ func (s *Server) flight(ctx context.Context, key string, fn func(context.Context
 	case res := <-ch:
 		return res.Val, res.Err
 	case <-ctx.Done():
-		return nil, fmt.Errorf("waiting for %s: %w", key, ctx.Err())
+		return nil, waitErr(ctx, key)
 	}
 }
 

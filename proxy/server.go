@@ -60,8 +60,17 @@ type Options struct {
 	PrefetchPlatforms []v1.Platform
 	// PrefetchConcurrency bounds the blobs one manifest prefetches at once. Default 4.
 	PrefetchConcurrency int
-	// UpstreamTimeout bounds a manifest or tag-list fetch. Default 60s.
+	// UpstreamTimeout bounds a manifest or tag-list fetch, which goes on in
+	// the background when its waiters gave up. Default 60s.
 	UpstreamTimeout time.Duration
+	// ResponseTimeout bounds how long a request waits for an upstream
+	// before it is answered (503 UNAVAILABLE when nothing is cached).
+	// Default 20s.
+	ResponseTimeout time.Duration
+	// RevalidateTimeout bounds how long revalidating a tag (or a tag or
+	// referrers list) that has a cached copy holds a client; then the
+	// cached copy is served with a Warning. Default 5s.
+	RevalidateTimeout time.Duration
 	// NegativeTTL is how long an upstream 404 for a manifest, blob or tag
 	// list of a repository is remembered and answered without asking
 	// again. Default 0: not remembered (pullcache serve passes 30s).
@@ -119,6 +128,12 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.UpstreamTimeout <= 0 {
 		opts.UpstreamTimeout = 60 * time.Second
+	}
+	if opts.ResponseTimeout <= 0 {
+		opts.ResponseTimeout = 20 * time.Second
+	}
+	if opts.RevalidateTimeout <= 0 {
+		opts.RevalidateTimeout = 5 * time.Second
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)

@@ -20,7 +20,9 @@ import (
 // last known list is served.
 func (s *Server) serveTags(w *recorder, r *http.Request, up Upstream, req Request) error {
 	repo := cache.Repo{Registry: req.Registry, Name: req.Repo}
-	tags, src, err := s.tagList(r.Context(), up, repo)
+	ctx, cancel := s.waitContext(r.Context())
+	defer cancel()
+	tags, src, err := s.tagList(ctx, up, repo)
 	if err != nil {
 		return err
 	}
@@ -61,6 +63,12 @@ func (s *Server) tagList(ctx context.Context, up Upstream, repo cache.Repo) ([]s
 	}
 	if s.opts.Offline && cerr == nil {
 		return cached, fromCache, nil
+	}
+	if cerr == nil {
+		// A list to fall back on: the client waits no longer than a revalidation.
+		var cancel context.CancelFunc
+		ctx, cancel = s.revalidateContext(ctx)
+		defer cancel()
 	}
 	key := negativeKey("tags", repo, "")
 	if err := s.negative.lookup(key); err != nil {

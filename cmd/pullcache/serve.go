@@ -144,6 +144,8 @@ func newProxy(cfg config.Config, store *cache.Store, log *slog.Logger, reg prome
 		DefaultRegistry:     cfg.DefaultRegistry,
 		TagTTL:              time.Duration(cfg.TagTTL),
 		NegativeTTL:         time.Duration(cfg.NegativeTTL),
+		ResponseTimeout:     time.Duration(cfg.ResponseTimeout),
+		RevalidateTimeout:   time.Duration(cfg.RevalidateTimeout),
 		Prefetch:            cfg.PrefetchEnabled() && !cfg.Offline,
 		Offline:             cfg.Offline,
 		PrefetchConcurrency: cfg.PrefetchConcurrency,

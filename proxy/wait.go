@@ -1,0 +1,34 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+)
+
+// waitContext bounds how long a request waits for an upstream before it
+// is answered: ResponseTimeout from ctx. The upstream work itself goes on
+// in the background (flights and fills outlive their waiters) and what it
+// fetches is kept for the next request.
+func (s *Server) waitContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.opts.ResponseTimeout)
+}
+
+// revalidateContext bounds the wait for a revalidation that has a cached
+// copy to fall back on: RevalidateTimeout, within the request's own bound.
+func (s *Server) revalidateContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.opts.RevalidateTimeout)
+}
+
+// waitErr is the error of a wait for what that ended with ctx: 503 when
+// the wait ran out (the upstream is silent or slow), or the client's own
+// cancellation (logged as 499, never sent).
+func waitErr(ctx context.Context, what string) error {
+	cause := fmt.Errorf("waiting for %s: %w", what, ctx.Err())
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return newError(http.StatusServiceUnavailable, CodeUnavailable,
+			"the upstream registry did not answer in time (it is still being asked; try again)").withCause(cause)
+	}
+	return newError(499, CodeUnavailable, "request canceled").withCause(cause)
+}
