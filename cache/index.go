@@ -19,6 +19,7 @@ import (
 //	t:<repo>:<tag>        tag record (digest, when last confirmed upstream)
 //	l:<repo>@<digest>     link: the repository may serve this digest
 //	tl:<repo>             the repository's last known tag list
+//	rf:<repo>@<digest>    the last known referrers of a subject (referrers.go)
 //	a:<digest>            last access (unix seconds)
 func manifestKey(h v1.Hash) []byte        { return []byte("m:" + h.String()) }
 func blobKey(h v1.Hash) []byte            { return []byte("b:" + h.String()) }

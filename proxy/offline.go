@@ -37,3 +37,7 @@ func (offlineUpstream) HeadBlob(context.Context, string, v1.Hash) (int64, error)
 func (offlineUpstream) Tags(context.Context, string) ([]string, error) {
 	return nil, offlineErr(CodeNameUnknown, "repository")
 }
+
+func (offlineUpstream) Referrers(context.Context, string, v1.Hash) (*upstream.Referrers, error) {
+	return nil, offlineErr(CodeManifestUnknown, "referrers list")
+}

@@ -36,6 +36,9 @@ type Upstream interface {
 	GetBlob(ctx context.Context, repo string, h v1.Hash, offset int64) (io.ReadCloser, int64, error)
 	HeadBlob(ctx context.Context, repo string, h v1.Hash) (int64, error)
 	Tags(ctx context.Context, repo string) ([]string, error)
+	// Referrers lists the manifests whose subject is the digest, from the
+	// referrers API or the referrers tag schema (empty when neither).
+	Referrers(ctx context.Context, repo string, subject v1.Hash) (*upstream.Referrers, error)
 }
 
 // Options configure a Server.
@@ -234,6 +237,8 @@ func (s *Server) dispatch(w *recorder, r *http.Request, req Request) error {
 		return s.serveBlob(w, r, up, req)
 	case RouteTags:
 		return s.serveTags(w, r, up, req)
+	case RouteReferrers:
+		return s.serveReferrers(w, r, up, req)
 	}
 	return errNoRoute
 }

@@ -39,8 +39,9 @@ type fakeUpstream struct {
 	setup http.RoundTripper
 }
 
-func newFakeUpstream(t *testing.T) *fakeUpstream {
-	u := &fakeUpstream{t: t, reg: registry.New(registry.Logger(log.New(io.Discard, "", 0))), counts: map[string]int{}}
+func newFakeUpstream(t *testing.T, opts ...registry.Option) *fakeUpstream {
+	opts = append([]registry.Option{registry.Logger(log.New(io.Discard, "", 0))}, opts...)
+	u := &fakeUpstream{t: t, reg: registry.New(opts...), counts: map[string]int{}}
 	u.srv = httptest.NewServer(http.HandlerFunc(u.serve))
 	u.setup = setupTransport{http.DefaultTransport}
 	t.Cleanup(u.srv.Close)
@@ -99,9 +100,10 @@ func (u *fakeUpstream) writing(r *http.Request) bool {
 	return r.Header.Get("X-Test-Setup") != ""
 }
 
-// routeKey is "manifests <ref>", "blobs <digest>", "tags" or the path.
+// routeKey is "manifests <ref>", "blobs <digest>", "referrers <digest>",
+// "tags" or the path.
 func routeKey(p string) string {
-	for _, kind := range []string{"/manifests/", "/blobs/"} {
+	for _, kind := range []string{"/manifests/", "/blobs/", "/referrers/"} {
 		if i := strings.LastIndex(p, kind); i >= 0 {
 			return strings.Trim(kind, "/") + " " + p[i+len(kind):]
 		}
