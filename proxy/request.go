@@ -242,7 +242,7 @@ func validName(name string) error {
 // Docker Hub's one-component names are official images under library/.
 func (r Request) withRegistry(registry string) Request {
 	r.Registry = registry
-	if registry == dockerHub && !strings.Contains(r.Repo, "/") {
+	if registry == dockerHub && r.Repo != "" && !strings.Contains(r.Repo, "/") {
 		r.Repo = "library/" + r.Repo
 	}
 	return r

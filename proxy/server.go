@@ -239,6 +239,8 @@ func (s *Server) dispatch(w *recorder, r *http.Request, req Request) error {
 		return s.serveTags(w, r, up, req)
 	case RouteReferrers:
 		return s.serveReferrers(w, r, up, req)
+	case RouteCatalog:
+		return s.serveCatalog(w, r, req)
 	}
 	return errNoRoute
 }

@@ -109,8 +109,9 @@ func (s *Server) knownTags(repo cache.Repo) ([]string, error) {
 	return tags, err
 }
 
-// pageTags returns the tags after last (lexically), at most n of them (n <
-// 0: all), and whether more follow.
+// pageTags returns the names (tags, or the catalog's repositories) after
+// last (lexically), at most n of them (n < 0: all), and whether more
+// follow.
 func pageTags(tags []string, last string, n int) ([]string, bool) {
 	start := 0
 	if last != "" {
