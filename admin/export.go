@@ -30,9 +30,11 @@ type bundle struct {
 	entries []v1.Descriptor
 	blobs   map[v1.Hash]int64
 	order   []v1.Hash
+	// referrers are the referrer entries added, once each.
+	referrers map[v1.Hash]bool
 }
 
-func newBundle() *bundle { return &bundle{blobs: map[v1.Hash]int64{}} }
+func newBundle() *bundle { return &bundle{blobs: map[v1.Hash]int64{}, referrers: map[v1.Hash]bool{}} }
 
 func (b *bundle) addBlob(h v1.Hash, size int64) {
 	if _, ok := b.blobs[h]; !ok {
@@ -88,7 +90,7 @@ func PlanExport(store *cache.Store, opts ExportOptions) (*ExportPlan, ExportResu
 	b := newBundle()
 	var res ExportResult
 	for _, n := range names {
-		err := b.addImage(store, n, opts.Platform)
+		missing, err := b.addImage(store, n, opts.Platform)
 		if opts.All && errors.Is(err, ErrIncomplete) {
 			res.Skipped = append(res.Skipped, err.Error())
 			continue
@@ -97,6 +99,7 @@ func PlanExport(store *cache.Store, opts ExportOptions) (*ExportPlan, ExportResu
 			return nil, res, err
 		}
 		res.Exported = append(res.Exported, n.String())
+		res.Skipped = append(res.Skipped, missing...)
 	}
 	if len(res.Exported) == 0 {
 		return nil, res, errors.New("nothing to export")
@@ -117,29 +120,35 @@ func allNames(store *cache.Store) ([]archive.Name, error) {
 	return out, err
 }
 
-func (b *bundle) addImage(store *cache.Store, n archive.Name, p *v1.Platform) error {
+// addImage adds an image and the referrers the cache knows of its
+// manifests; it returns what it could not add of those referrers.
+func (b *bundle) addImage(store *cache.Store, n archive.Name, p *v1.Platform) ([]string, error) {
 	t, err := store.Tag(repoOf(n), n.Tag)
 	if err != nil {
-		return fmt.Errorf("%s: %w", n, err)
+		return nil, fmt.Errorf("%s: %w", n, err)
 	}
 	m, err := store.Manifest(t.Digest)
 	if err != nil {
-		return fmt.Errorf("%s: manifest %s: %w", n, t.Digest, err)
+		return nil, fmt.Errorf("%s: manifest %s: %w", n, t.Digest, err)
 	}
 	if m.IsIndex() && p != nil {
 		if m, err = platformChild(store, n, m, p); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if err := b.addManifest(store, n, m, 0); err != nil {
-		return err
+		return nil, err
 	}
 	ref := n.String()
 	b.entries = append(b.entries, v1.Descriptor{
 		MediaType: types.MediaType(m.MediaType), Size: int64(len(m.Bytes)), Digest: m.Digest,
 		Annotations: map[string]string{"org.opencontainers.image.ref.name": ref, "io.containerd.image.name": ref},
 	})
-	return nil
+	subjects := []v1.Hash{m.Digest}
+	if m.IsIndex() {
+		subjects = append(subjects, refDigests(m)...)
+	}
+	return b.addReferrers(store, n, subjects, 0), nil
 }
 
 // platformChild picks the image of an index for platform p.

@@ -15,22 +15,33 @@ import (
 	"io"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
 	"github.com/pullcache/pullcache/archive"
 	"github.com/pullcache/pullcache/cache"
 )
 
-// Imported is one image an import stored.
+// Imported is one image, or one referrer, an import stored.
 type Imported struct {
-	// Name is registry/repository:tag.
+	// Name is registry/repository:tag; for a referrer,
+	// registry/repository@subject.
 	Name string `json:"name"`
-	// Digest is the digest of the top manifest the tag points to.
+	// Digest is the digest of the top manifest the tag points to, or of
+	// the referrer.
 	Digest string `json:"digest"`
+	// Subject and ArtifactType are set for a referrer (a signature, an
+	// SBOM): the manifest it refers to, and what it is.
+	Subject      string `json:"subject,omitempty"`
+	ArtifactType string `json:"artifact_type,omitempty"`
+	// Skipped, when set, says why a referrer was not stored.
+	Skipped string `json:"skipped,omitempty"`
 }
 
 // Import stores every image of a verified archive: its blobs first, then,
 // per repository, its manifests, links, tags and pins in one index
-// transaction, so an interruption leaves no half image. Everything was
-// verified by archive.Open, so what can fail here is I/O.
+// transaction, so an interruption leaves no half image. Then the
+// archive's referrers, under the repositories of their subjects.
+// Everything was verified by archive.Open, so what can fail here is I/O.
 func Import(store *cache.Store, a *archive.Archive, at time.Time) ([]Imported, error) {
 	return importAll(store, a, at, nil)
 }
@@ -40,14 +51,16 @@ func Import(store *cache.Store, a *archive.Archive, at time.Time) ([]Imported, e
 func importAll(store *cache.Store, a *archive.Archive, at time.Time, progress func(done, total int64)) ([]Imported, error) {
 	m := newStoreMeter(a, progress)
 	var out []Imported
+	repos := map[v1.Hash][]cache.Repo{} // manifest digest → repositories now holding it
 	for _, img := range a.Images {
-		done, err := importImage(store, img, at, m)
+		done, err := importImage(store, img, repos, at, m)
+		out = append(out, done...)
 		if err != nil {
 			return out, err
 		}
-		out = append(out, done...)
 	}
-	return out, nil
+	done, err := importReferrers(store, a.Referrers, repos, at, m)
+	return append(out, done...), err
 }
 
 // storeMeter counts the blob bytes an import has stored.
@@ -59,8 +72,15 @@ type storeMeter struct {
 func newStoreMeter(a *archive.Archive, report func(done, total int64)) *storeMeter {
 	m := &storeMeter{report: report}
 	seen := map[string]bool{}
+	blobs := [][]archive.Blob{}
 	for _, img := range a.Images {
-		for _, b := range img.Blobs {
+		blobs = append(blobs, img.Blobs)
+	}
+	for _, rf := range a.Referrers {
+		blobs = append(blobs, rf.Blobs)
+	}
+	for _, bs := range blobs {
+		for _, b := range bs {
 			if !seen[b.Digest.String()] {
 				seen[b.Digest.String()] = true
 				m.total += b.Size
@@ -82,30 +102,42 @@ func (m *storeMeter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func importImage(store *cache.Store, img archive.Image, at time.Time, m *storeMeter) ([]Imported, error) {
-	for _, b := range img.Blobs {
-		if err := putBlob(store, b, m); err != nil {
-			return nil, err
-		}
-	}
-	manifests := make([]*cache.Manifest, 0, len(img.Manifests))
-	for _, m := range img.Manifests {
-		pm, err := cache.ParseManifest(m.Bytes, m.MediaType, m.Digest)
-		if err != nil {
-			return nil, fmt.Errorf("manifest %s: %w", m.Digest, err)
-		}
-		manifests = append(manifests, pm)
+func importImage(store *cache.Store, img archive.Image, repos map[v1.Hash][]cache.Repo, at time.Time, m *storeMeter) ([]Imported, error) {
+	manifests, err := storeContent(store, img.Blobs, img.Manifests, m)
+	if err != nil {
+		return nil, err
 	}
 	var out []Imported
 	for repo, tags := range tagsByRepo(img.Names) {
 		if err := store.ImportImage(repo, tags, manifests, at); err != nil {
 			return out, err
 		}
+		for _, pm := range manifests {
+			repos[pm.Digest] = appendRepo(repos[pm.Digest], repo)
+		}
 		for _, t := range tags {
 			out = append(out, Imported{Name: repo.String() + ":" + t, Digest: manifests[0].Digest.String()})
 		}
 	}
 	return out, nil
+}
+
+// storeContent writes blobs and parses the manifests that reference them.
+func storeContent(store *cache.Store, blobs []archive.Blob, ms []archive.Manifest, m *storeMeter) ([]*cache.Manifest, error) {
+	for _, b := range blobs {
+		if err := putBlob(store, b, m); err != nil {
+			return nil, err
+		}
+	}
+	manifests := make([]*cache.Manifest, 0, len(ms))
+	for _, mf := range ms {
+		pm, err := cache.ParseManifest(mf.Bytes, mf.MediaType, mf.Digest)
+		if err != nil {
+			return nil, fmt.Errorf("manifest %s: %w", mf.Digest, err)
+		}
+		manifests = append(manifests, pm)
+	}
+	return manifests, nil
 }
 
 func putBlob(store *cache.Store, b archive.Blob, m *storeMeter) error {

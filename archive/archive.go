@@ -20,6 +20,9 @@
 // same image; the config digest does not. OCI layouts keep their manifests
 // and indexes byte for byte: their digests do not change.
 //
+// An OCI layout may also hold referrers (signatures, SBOMs) of its images;
+// they are read as Referrers, not as images (see Referrer).
+//
 // Archives are unpacked into a private temporary directory (links become
 // hard links there, never symlinks), so importing needs free space for the
 // uncompressed archive; Close removes it.
@@ -109,7 +112,10 @@ type Image struct {
 // Archive is an opened, verified archive.
 type Archive struct {
 	Images []Image
-	tmp    string
+	// Referrers are the manifests of an OCI layout that refer to a subject
+	// (signatures, SBOMs); a legacy save has none.
+	Referrers []Referrer
+	tmp       string
 }
 
 // Close removes the unpacked files.
@@ -171,7 +177,7 @@ func build(t *tree, tmp string, opts Options) (*Archive, error) {
 	var err error
 	switch {
 	case t.has("oci-layout") && t.has("index.json"):
-		a.Images, err = readOCI(t, tmp)
+		a.Images, a.Referrers, err = readOCI(t, tmp)
 	case t.has("manifest.json"):
 		a.Images, err = readLegacy(t, tmp)
 	default:

@@ -29,28 +29,46 @@ type ociReader struct {
 	repoTags map[v1.Hash][]string
 }
 
-func readOCI(t *tree, _ string) ([]Image, error) {
+// readOCI reads the images of an OCI layout and the referrers it holds
+// (see Referrer): an entry that refers to a subject and carries no name is
+// a referrer only; one with a name is an image too.
+func readOCI(t *tree, _ string) ([]Image, []Referrer, error) {
 	b, err := t.readFile("index.json")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	idx, err := v1.ParseIndexManifest(bytes.NewReader(b))
 	if err != nil {
-		return nil, fmt.Errorf("%w: index.json: %v", ErrCorrupt, err)
+		return nil, nil, fmt.Errorf("%w: index.json: %v", ErrCorrupt, err)
 	}
 	r := &ociReader{t: t, verified: map[v1.Hash]Blob{}}
 	if r.repoTags, err = dockerRepoTags(t); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	images := make([]Image, 0, len(idx.Manifests))
+	var referrers []Referrer
 	for _, d := range idx.Manifests {
+		if subject, ok := fallbackSubject(d); ok {
+			rs, err := r.tagReferrers(d, subject)
+			if err != nil {
+				return nil, nil, err
+			}
+			referrers = append(referrers, rs...)
+			continue
+		}
 		img, err := r.image(d)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
+		}
+		if subject, desc, ok := referrerOf(img.Manifests[0]); ok {
+			referrers = append(referrers, Referrer{Subject: subject, Descriptor: desc, Manifests: img.Manifests, Blobs: img.Blobs})
+			if !named(img.refs) {
+				continue
+			}
 		}
 		images = append(images, img)
 	}
-	return images, nil
+	return images, referrers, nil
 }
 
 // dockerRepoTags reads the RepoTags of a Docker 25+ save's manifest.json,

@@ -79,13 +79,24 @@ func importEach(paths []string, stdout io.Writer, importOne func(string) ([]admi
 	for _, p := range paths {
 		done, err := importOne(p)
 		for _, im := range done {
-			fmt.Fprintf(stdout, "imported %s %s\n", im.Name, im.Digest)
+			printImported(stdout, im)
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("import %s: %w", p, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func printImported(w io.Writer, im admin.Imported) {
+	switch {
+	case im.Skipped != "":
+		fmt.Fprintf(w, "skipped referrer %s (%s) of %s: %s\n", im.Digest, im.ArtifactType, im.Subject, im.Skipped)
+	case im.Subject != "":
+		fmt.Fprintf(w, "imported referrer %s (%s) of %s\n", im.Digest, im.ArtifactType, im.Name)
+	default:
+		fmt.Fprintf(w, "imported %s %s\n", im.Name, im.Digest)
+	}
 }
 
 // importPath sends a file, or a directory as a tar, to the running server.
