@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs the registry clients the end-to-end tests drive (skopeo, podman,
-# containerd/ctr, crun, crane, regctl, staticcheck) and the headless
-# Chromium the console's browser tests drive, when they are missing. With --bench it
-# also installs what bench/ compares against (nginx, wrk, hyperfine and the
-# reference registry). Idempotent: prints one line per thing it installs and
-# nothing when everything is present.
+# containerd/ctr, crun, crane, regctl, staticcheck), the reference registry
+# (an upstream of the referrers tests) and the headless Chromium the console's
+# browser tests drive, when they are missing. With --bench it also installs
+# what bench/ compares against (nginx, wrk, hyperfine). Idempotent: prints one
+# line per thing it installs and nothing when everything is present.
 set -euo pipefail
 
 orig_path="$PATH"
@@ -103,12 +103,12 @@ fi
 go_install crane github.com/google/go-containerregistry/cmd/crane@v0.22.1
 go_install regctl github.com/regclient/regclient/cmd/regctl@v0.11.7
 go_install staticcheck honnef.co/go/tools/cmd/staticcheck@v0.8.2
+go_install registry github.com/distribution/distribution/v3/cmd/registry@v3.1.2
 
 if [ "$bench" -eq 1 ]; then
 	apt_install nginx nginx
 	apt_install wrk wrk
 	apt_install hyperfine hyperfine
-	go_install registry github.com/distribution/distribution/v3/cmd/registry@v3.1.2
 fi
 
 case ":$orig_path:" in

@@ -88,10 +88,10 @@ const (
 	kindOther    = "other"
 )
 
-func newUpstream(t *testing.T) *upstream {
+func newUpstream(t *testing.T, opts ...registry.Option) *upstream {
 	t.Helper()
 	u := &upstream{counts: map[string]int{}, blobGETs: map[string]int{}}
-	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	reg := registry.New(append([]registry.Option{registry.Logger(log.New(io.Discard, "", 0))}, opts...)...)
 	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if kind, th := u.record(r); kind == kindBlob && r.Method == http.MethodGet && th != nil {
 			sw := &slowWriter{ResponseWriter: w, th: th}
