@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"encoding/json"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -24,18 +23,9 @@ func (s *Server) serveCatalog(w *recorder, r *http.Request, req Request) error {
 	if more {
 		h.Set("Link", nextCatalogLink(req, page[len(page)-1]))
 	}
-	body, err := json.Marshal(struct {
+	return writeJSON(w, r, struct {
 		Repositories []string `json:"repositories"`
 	}{page})
-	if err != nil {
-		return err
-	}
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	if r.Method == http.MethodHead {
-		return nil
-	}
-	_, err = w.Write(body)
-	return err
 }
 
 func nextCatalogLink(req Request, last string) string {

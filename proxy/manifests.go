@@ -151,13 +151,13 @@ func (s *Server) revalidate(ctx context.Context, up Upstream, repo cache.Repo, t
 		}
 		return v.(*cache.Manifest), fromUpstream, nil
 	}
-	switch upstream.KindOf(err) {
-	case upstream.NotFound:
+	switch {
+	case upstream.KindOf(err) == upstream.NotFound:
 		if derr := s.store.DeleteTag(repo, tag); derr != nil {
 			s.log.Warn("forget deleted tag", "repo", repo.String(), "tag", tag, "err", derr)
 		}
 		return nil, "", err
-	case upstream.Unavailable, upstream.TooManyRequests, upstream.Invalid:
+	case servesStale(err):
 		s.log.Warn("serving stale tag", "repo", repo.String(), "tag", tag, "digest", cached.Digest.String(), "err", err)
 		return cached, fromStale, nil
 	}

@@ -2,17 +2,14 @@ package proxy
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"slices"
-	"strconv"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/pullcache/pullcache/cache"
-	"github.com/pullcache/pullcache/upstream"
 )
 
 // serveReferrers answers the referrers API (distribution-spec 1.1,
@@ -43,16 +40,7 @@ func (s *Server) serveReferrers(w *recorder, r *http.Request, up Upstream, req R
 	if src == fromStale {
 		h.Set("Warning", `110 pullcache "Response is stale: the upstream registry could not be asked for referrers"`)
 	}
-	body, err := json.Marshal(v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex, Manifests: refs})
-	if err != nil {
-		return err
-	}
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	if r.Method == http.MethodHead {
-		return nil
-	}
-	_, err = w.Write(body)
-	return err
+	return writeJSON(w, r, v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex, Manifests: refs})
 }
 
 // referrers is the referrers list of subject in repo: cached within the
@@ -83,8 +71,8 @@ func (s *Server) referrers(ctx context.Context, up Upstream, repo cache.Repo, su
 	if err == nil {
 		return v.([]v1.Descriptor), fromUpstream, nil
 	}
-	switch k := upstream.KindOf(err); {
-	case cerr == nil && (k == upstream.Unavailable || k == upstream.TooManyRequests || k == upstream.Invalid):
+	switch {
+	case cerr == nil && servesStale(err):
 		s.log.Warn("serving stale referrers", "repo", repo.String(), "subject", subject.String(), "err", err)
 		return cached, fromStale, nil
 	case cerr != nil && !errors.Is(cerr, cache.ErrNotFound):

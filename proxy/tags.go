@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
@@ -36,19 +35,10 @@ func (s *Server) serveTags(w *recorder, r *http.Request, up Upstream, req Reques
 	if more {
 		h.Set("Link", nextTagsLink(r, req, page[len(page)-1]))
 	}
-	body, err := json.Marshal(struct {
+	return writeJSON(w, r, struct {
 		Name string   `json:"name"`
 		Tags []string `json:"tags"`
 	}{req.PathName, page})
-	if err != nil {
-		return err
-	}
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	if r.Method == http.MethodHead {
-		return nil
-	}
-	_, err = w.Write(body)
-	return err
 }
 
 func (s *Server) tagList(ctx context.Context, up Upstream, repo cache.Repo) ([]string, source, error) {
@@ -88,11 +78,11 @@ func (s *Server) tagList(ctx context.Context, up Upstream, repo cache.Repo) ([]s
 	if err == nil {
 		return v.([]string), fromUpstream, nil
 	}
-	switch k := upstream.KindOf(err); {
-	case cerr == nil && (k == upstream.Unavailable || k == upstream.TooManyRequests || k == upstream.Invalid):
+	switch {
+	case cerr == nil && servesStale(err):
 		s.log.Warn("serving stale tag list", "repo", repo.String(), "err", err)
 		return cached, fromStale, nil
-	case k == upstream.NotFound:
+	case upstream.KindOf(err) == upstream.NotFound:
 		return nil, "", newError(http.StatusNotFound, CodeNameUnknown, "repository name not known to registry").withCause(err)
 	case errors.Is(cerr, cache.ErrNotFound) || cerr == nil:
 		return nil, "", err

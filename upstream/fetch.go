@@ -163,14 +163,22 @@ const maxTagPages = 100
 
 // Tags fetches the repository's whole tag list, following Link pagination.
 func (r *Registry) Tags(ctx context.Context, repo string) ([]string, error) {
-	next := apiPath(repo, "tags", "list")
-	var all []string
-	for page := 0; next != "" && page < maxTagPages; page++ {
-		tags, link, err := r.tagPage(ctx, repo, next)
+	return allPages(apiPath(repo, "tags", "list"), maxTagPages, func(pageURL string) ([]string, string, error) {
+		return r.tagPage(ctx, repo, pageURL)
+	})
+}
+
+// allPages fetches a list from first on, following each page's Link to the
+// next, at most maxPages pages.
+func allPages[T any](first string, maxPages int, page func(pageURL string) ([]T, string, error)) ([]T, error) {
+	all := []T{}
+	next := first
+	for n := 0; next != "" && n < maxPages; n++ {
+		items, link, err := page(next)
 		if err != nil {
 			return nil, err
 		}
-		all = append(all, tags...)
+		all = append(all, items...)
 		next = link
 	}
 	return all, nil

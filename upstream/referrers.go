@@ -70,17 +70,9 @@ func FallbackTag(subject v1.Hash) string {
 
 // referrersAPI fetches every page of the referrers API's answer.
 func (r *Registry) referrersAPI(ctx context.Context, repo string, subject v1.Hash) ([]v1.Descriptor, error) {
-	next := apiPath(repo, "referrers", subject.String())
-	all := []v1.Descriptor{}
-	for page := 0; next != "" && page < maxReferrerPages; page++ {
-		manifests, link, err := r.referrersPage(ctx, repo, next)
-		if err != nil {
-			return nil, err
-		}
-		all = append(all, manifests...)
-		next = link
-	}
-	return all, nil
+	return allPages(apiPath(repo, "referrers", subject.String()), maxReferrerPages, func(pageURL string) ([]v1.Descriptor, string, error) {
+		return r.referrersPage(ctx, repo, pageURL)
+	})
 }
 
 func (r *Registry) referrersPage(ctx context.Context, repo, pageURL string) ([]v1.Descriptor, string, error) {
