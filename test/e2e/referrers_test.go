@@ -116,7 +116,8 @@ func keys(m map[string]string) []string {
 // TestReferrersWithRegctl attaches a signature and an SBOM to an image at
 // the upstream with regctl artifact put, then lists them through the
 // mirror with regctl artifact list and tree, fetches them, and does it
-// again offline after an export and import. Upstreams: the reference
+// again offline after an export and import (where regctl repo ls reads
+// the catalog too). Upstreams: the reference
 // registry (no referrers API: regctl and pullcache use the referrers tag
 // schema) and go-containerregistry's registry with its referrers API.
 func TestReferrersWithRegctl(t *testing.T) {
@@ -174,6 +175,10 @@ func TestReferrersWithRegctl(t *testing.T) {
 			}
 			if got := rc.run(ctx, t, "artifact", "get", off.addr+"/library/app@"+sig); got != "signed by e2e" {
 				t.Errorf("the signature offline: %q", got)
+			}
+			// The catalog lists what the mirror holds, as regctl repo ls reads it.
+			if got := strings.Fields(rc.run(ctx, t, "repo", "ls", off.addr)); len(got) != 1 || got[0] != "library/app" {
+				t.Errorf("regctl repo ls offline: %q, want [library/app]", got)
 			}
 		})
 	}
