@@ -18,13 +18,9 @@ func (s *Server) serveBlob(w *recorder, r *http.Request, up Upstream, req Reques
 	repo := cache.Repo{Registry: req.Registry, Name: req.Repo}
 	d := req.Digest
 	setBlobHeaders(w.Header(), d)
-	// ctx bounds the wait for the upstream's answer; the bytes are then
-	// sent on the request's own context.
-	ctx, cancel := s.waitContext(r.Context())
-	defer cancel()
 	if file, size, err := s.store.OpenBlob(d); err == nil {
 		defer file.Close()
-		if err := s.authorizeBlob(ctx, up, repo, d); err != nil {
+		if err := s.authorizeBlob(r.Context(), up, repo, d); err != nil {
 			return err
 		}
 		w.setSource(fromCache)
@@ -35,6 +31,10 @@ func (s *Server) serveBlob(w *recorder, r *http.Request, up Upstream, req Reques
 	if s.opts.Offline {
 		return offlineErr(CodeBlobUnknown, "blob") // no fill: there is nothing to fill from
 	}
+	// ctx bounds the wait for the upstream's answer; the bytes are then
+	// sent on the request's own context.
+	ctx, cancel := s.waitContext(r.Context())
+	defer cancel()
 	if r.Method == http.MethodHead {
 		return s.headColdBlob(ctx, w, up, repo, d)
 	}
@@ -77,7 +77,12 @@ func (s *Server) authorizeBlob(ctx context.Context, up Upstream, repo cache.Repo
 	if err := s.negative.lookup(key); err != nil {
 		return err
 	}
+	ctx, cancel := s.waitContext(ctx)
+	defer cancel()
 	_, err := s.flight(ctx, "confirm-blob "+repo.String()+"@"+d.String(), func(ctx context.Context) (any, error) {
+		if err := s.negative.lookup(key); err != nil {
+			return nil, err
+		}
 		if _, err := up.HeadBlob(ctx, repo.Name, d); err != nil {
 			s.negative.remember(key, err)
 			return nil, err
@@ -127,7 +132,7 @@ func (s *Server) headFromFill(ctx context.Context, w *recorder, up Upstream, rep
 		return false, waitErr(ctx, "the upstream's answer for blob "+d.String())
 	}
 	if err := f.Err(); err != nil {
-		return false, fillError(err, s.opts.Now())
+		return false, fillError(err, time.Now())
 	}
 	size := f.Size()
 	if size < 0 {
@@ -176,7 +181,7 @@ func (s *Server) joinFill(ctx context.Context, up Upstream, repo cache.Repo, d v
 			return f, started, nil
 		}
 		if started || f.Origin == repo.String() || attempt > 0 {
-			return nil, false, fillError(err, s.opts.Now())
+			return nil, false, fillError(err, time.Now())
 		}
 	}
 }
@@ -192,10 +197,18 @@ func (s *Server) knownSize(d v1.Hash) int64 {
 // remembered (before the fill ends, so no request can start another fill
 // in between) and marked as a miss for the cache, which then does not warn.
 func (s *Server) blobSource(up Upstream, repo cache.Repo, d v1.Hash) cache.Source {
+	key := negativeKey("blob", repo, d.String())
 	return func(ctx context.Context, offset int64) (io.ReadCloser, int64, error) {
-		body, size, err := up.GetBlob(ctx, repo.Name, d, offset)
+		// Checked again here: a request that looked before the last fill
+		// failed may start this one after it.
+		err := s.negative.lookup(key)
+		var body io.ReadCloser
+		var size int64
+		if err == nil {
+			body, size, err = up.GetBlob(ctx, repo.Name, d, offset)
+			s.negative.remember(key, err)
+		}
 		if upstream.KindOf(err) == upstream.NotFound {
-			s.negative.remember(negativeKey("blob", repo, d.String()), err)
 			err = fmt.Errorf("%w: %w", cache.ErrSourceNotFound, err)
 		}
 		return body, size, err

@@ -390,8 +390,8 @@ func TestFailedFillIsSharedNotMultiplied(t *testing.T) {
 				if c := errorCode(t, r); c != CodeUnavailable {
 					t.Errorf("retry %d: code %s", i, c)
 				}
-				if r.header.Get("Retry-After") == "" {
-					t.Errorf("retry %d: no Retry-After", i)
+				if ra, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || ra < 1 || ra > 3600 {
+					t.Errorf("retry %d: Retry-After %q, want the rest of the hour's backoff", i, r.header.Get("Retry-After"))
 				}
 			}
 			if n := e.up.calls("GET blobs"); n != gets {

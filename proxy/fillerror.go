@@ -15,7 +15,8 @@ import (
 // 502 when the bytes it sent did not match the digest or size, 503 for a
 // transfer that broke off or stalled. Never 500: nothing went wrong in
 // the mirror that the client could learn from. A failure shared from the
-// fill just before carries Retry-After: the end of its backoff.
+// fill just before carries Retry-After: the end of its backoff, which the
+// cache keeps on the wall clock, so now is time.Now.
 func fillError(err error, now time.Time) error {
 	var we *Error
 	if errors.As(err, &we) {

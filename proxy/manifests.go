@@ -28,8 +28,7 @@ const (
 
 func (s *Server) serveManifest(w *recorder, r *http.Request, up Upstream, req Request) error {
 	repo := cache.Repo{Registry: req.Registry, Name: req.Repo}
-	ctx, cancel := s.waitContext(r.Context())
-	defer cancel()
+	ctx := r.Context()
 	var (
 		m   *cache.Manifest
 		src source
@@ -90,7 +89,12 @@ func (s *Server) confirmManifest(ctx context.Context, up Upstream, repo cache.Re
 	if err := s.negative.lookup(key); err != nil {
 		return err
 	}
+	ctx, cancel := s.waitContext(ctx)
+	defer cancel()
 	_, err := s.flight(ctx, "confirm-manifest "+repo.String()+"@"+d.String(), func(ctx context.Context) (any, error) {
+		if err := s.negative.lookup(key); err != nil {
+			return nil, err
+		}
 		if _, err := up.HeadManifest(ctx, repo.Name, d.String(), cache.ManifestTypes); err != nil {
 			s.negative.remember(key, err)
 			return nil, err
@@ -172,7 +176,14 @@ func (s *Server) fetchManifest(ctx context.Context, up Upstream, repo cache.Repo
 	if err := s.negative.lookup(key); err != nil {
 		return nil, err
 	}
+	ctx, cancel := s.waitContext(ctx)
+	defer cancel()
 	v, err := s.flight(ctx, "manifest "+repo.String()+":"+ref, func(ctx context.Context) (any, error) {
+		// Checked again inside the flight: a caller that looked before the
+		// last flight failed may start this one after it.
+		if err := s.negative.lookup(key); err != nil {
+			return nil, err
+		}
 		m, err := s.fetchManifestNow(ctx, up, repo, ref, tag)
 		s.negative.remember(key, err)
 		return m, err

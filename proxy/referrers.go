@@ -23,9 +23,7 @@ import (
 // are ordinary manifests and blobs, pulled through the mirror.
 func (s *Server) serveReferrers(w *recorder, r *http.Request, up Upstream, req Request) error {
 	repo := cache.Repo{Registry: req.Registry, Name: req.Repo}
-	ctx, cancel := s.waitContext(r.Context())
-	defer cancel()
-	refs, src, err := s.referrers(ctx, up, repo, req.Digest)
+	refs, src, err := s.referrers(r.Context(), up, repo, req.Digest)
 	if err != nil {
 		return err
 	}
@@ -55,11 +53,8 @@ func (s *Server) referrers(ctx context.Context, up Upstream, repo cache.Repo, su
 		// Nothing imported or fetched names this subject: no referrers known.
 		return []v1.Descriptor{}, fromCache, nil
 	}
-	if cerr == nil {
-		var cancel context.CancelFunc
-		ctx, cancel = s.revalidateContext(ctx)
-		defer cancel()
-	}
+	ctx, cancel := s.waitFor(ctx, cerr == nil)
+	defer cancel()
 	v, err := s.flight(ctx, "referrers "+repo.String()+"@"+subject.String(), func(ctx context.Context) (any, error) {
 		rf, err := up.Referrers(ctx, repo.Name, subject)
 		if err != nil {

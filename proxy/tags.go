@@ -19,9 +19,7 @@ import (
 // last known list is served.
 func (s *Server) serveTags(w *recorder, r *http.Request, up Upstream, req Request) error {
 	repo := cache.Repo{Registry: req.Registry, Name: req.Repo}
-	ctx, cancel := s.waitContext(r.Context())
-	defer cancel()
-	tags, src, err := s.tagList(ctx, up, repo)
+	tags, src, err := s.tagList(r.Context(), up, repo)
 	if err != nil {
 		return err
 	}
@@ -54,17 +52,17 @@ func (s *Server) tagList(ctx context.Context, up Upstream, repo cache.Repo) ([]s
 	if s.opts.Offline && cerr == nil {
 		return cached, fromCache, nil
 	}
-	if cerr == nil {
-		// A list to fall back on: the client waits no longer than a revalidation.
-		var cancel context.CancelFunc
-		ctx, cancel = s.revalidateContext(ctx)
-		defer cancel()
-	}
+	// With a list to fall back on, the client waits no longer than a revalidation.
+	ctx, cancel := s.waitFor(ctx, cerr == nil)
+	defer cancel()
 	key := negativeKey("tags", repo, "")
 	if err := s.negative.lookup(key); err != nil {
 		return nil, "", newError(http.StatusNotFound, CodeNameUnknown, "repository name not known to registry").withCause(err)
 	}
 	v, err := s.flight(ctx, "tags "+repo.String(), func(ctx context.Context) (any, error) {
+		if err := s.negative.lookup(key); err != nil {
+			return nil, err
+		}
 		tags, err := up.Tags(ctx, repo.Name)
 		if err != nil {
 			s.negative.remember(key, err)

@@ -12,12 +12,12 @@ import (
 
 // silence makes the upstream accept requests whose method and route key
 // start with prefix ("HEAD manifests") and then say nothing until the
-// mirror gives up on them. wait returns once one such request arrived and
-// every one ended.
-func silence(up *fakeUpstream, prefix string) (wait func()) {
+// mirror gives up on them or release is called, which makes them answer
+// 503 and returns once one such request arrived and every one ended.
+func silence(up *fakeUpstream, prefix string) (release func()) {
 	var wg sync.WaitGroup
 	var once sync.Once
-	arrived := make(chan struct{})
+	arrived, stop := make(chan struct{}), make(chan struct{})
 	up.setFault(func(w http.ResponseWriter, r *http.Request) bool {
 		if !strings.HasPrefix(r.Method+" "+routeKey(r.URL.Path), prefix) {
 			return false
@@ -25,21 +25,25 @@ func silence(up *fakeUpstream, prefix string) (wait func()) {
 		wg.Add(1)
 		defer wg.Done()
 		once.Do(func() { close(arrived) })
-		<-r.Context().Done()
+		select {
+		case <-r.Context().Done():
+		case <-stop:
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
 		return true
 	})
 	return func() {
 		<-arrived
+		close(stop)
 		wg.Wait()
 	}
 }
 
-// withTimeouts: the client waits wait (revalidations and cold requests
-// alike); the upstream work behind it gives up after background.
-func withTimeouts(wait, background time.Duration) envOption {
-	return func(o *Options, co *cache.Options) {
-		o.ResponseTimeout, o.RevalidateTimeout, o.UpstreamTimeout = wait, wait, background
-		co.FillTimeout = background
+// withWaits sets how long a client waits for a revalidation and for a
+// cold fetch.
+func withWaits(revalidate, response time.Duration) envOption {
+	return func(o *Options, _ *cache.Options) {
+		o.RevalidateTimeout, o.ResponseTimeout = revalidate, response
 	}
 }
 
@@ -52,13 +56,13 @@ func TestSilentUpstreamServesStaleWithinRevalidateTimeout(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			up := newFakeUpstream(t)
 			d := up.push("library/app:v1", randomImage(t, 256, 1))
-			e := newEnv(t, up, withPrefetch(false), withTimeouts(50*time.Millisecond, 300*time.Millisecond))
+			e := newEnv(t, up, withPrefetch(false), withWaits(50*time.Millisecond, time.Minute))
 			if r := e.get(tc.path, "Accept", acceptAll); r.status != http.StatusOK {
 				t.Fatalf("cold: %d", r.status)
 			}
 			before := up.calls(tc.silent)
-			wait := silence(up, tc.silent)
-			defer wait()
+			release := silence(up, tc.silent)
+			defer release()
 			e.clock.advance(2 * time.Minute) // past the tag TTL
 			r := e.get(tc.path, "Accept", acceptAll)
 			if r.status != http.StatusOK || r.header.Get("X-Pullcache") != "stale" {
@@ -88,9 +92,9 @@ func TestSilentUpstreamColdRequestFailsWithinResponseTimeout(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			up := newFakeUpstream(t)
-			e := newEnv(t, up, withPrefetch(false), withTimeouts(50*time.Millisecond, 300*time.Millisecond))
-			wait := silence(up, tc.silent)
-			defer wait()
+			e := newEnv(t, up, withPrefetch(false), withWaits(time.Minute, 50*time.Millisecond))
+			release := silence(up, tc.silent)
+			defer release()
 			r := e.do(tc.method, tc.path, "Accept", acceptAll)
 			if r.status != http.StatusServiceUnavailable {
 				t.Fatalf("status %d, want 503: %s", r.status, r.body)

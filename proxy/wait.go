@@ -10,7 +10,8 @@ import (
 // waitContext bounds how long a request waits for an upstream before it
 // is answered: ResponseTimeout from ctx. The upstream work itself goes on
 // in the background (flights and fills outlive their waiters) and what it
-// fetches is kept for the next request.
+// fetches is kept for the next request. It is made only on the way to an
+// upstream, so a request the cache answers pays for no timer.
 func (s *Server) waitContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, s.opts.ResponseTimeout)
 }
@@ -19,6 +20,15 @@ func (s *Server) waitContext(ctx context.Context) (context.Context, context.Canc
 // copy to fall back on: RevalidateTimeout, within the request's own bound.
 func (s *Server) revalidateContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, s.opts.RevalidateTimeout)
+}
+
+// waitFor bounds the wait of a list fetch: RevalidateTimeout when a cached
+// copy can be served instead (haveCopy), else ResponseTimeout.
+func (s *Server) waitFor(ctx context.Context, haveCopy bool) (context.Context, context.CancelFunc) {
+	if haveCopy {
+		return s.revalidateContext(ctx)
+	}
+	return s.waitContext(ctx)
 }
 
 // waitErr is the error of a wait for what that ended with ctx: 503 when
