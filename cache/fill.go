@@ -319,9 +319,8 @@ func (fs *fillSet) closeAll() {
 // StartFill returns the fill of blob h: the one in flight, a finished one if
 // the blob is committed, a failed one if a fill from the same origin failed
 // within its backoff (its error is a *RecentFailure), or a new one reading
-// from open. size is the size
-// expected (-1 if unknown); origin is recorded on a new fill. started says
-// whether this call started the fill.
+// from open. size is the size expected (-1 if unknown); origin is recorded
+// on a new fill. started says whether this call started the fill.
 func (s *Store) StartFill(h v1.Hash, size int64, origin string, open Source) (f *Fill, started bool, err error) {
 	s.fills.mu.Lock()
 	defer s.fills.mu.Unlock()
