@@ -28,6 +28,7 @@ func commands() []command {
 		{"import", "load docker save tarballs, oci-archives and OCI layouts into the cache", runImport},
 		{"export", "write cached images to an OCI-layout tar (-o FILE IMAGE... | --all)", runExport},
 		{"warm", "pull images into the cache through the mirror (IMAGE... | -f LIST)", runWarm},
+		{"health", "check a running server's /healthz: exit 0 when healthy, 1 when not", runHealth},
 		{"version", "print the version", runVersion},
 		{"help", "list the subcommands", nil},
 	}
