@@ -2,9 +2,10 @@
 # Installs the registry clients the end-to-end tests drive (skopeo, podman,
 # containerd/ctr, crun, crane, regctl, staticcheck), the reference registry
 # (an upstream of the referrers tests) and the headless Chromium the console's
-# browser tests drive, when they are missing. With --bench it also installs
-# what bench/ compares against (nginx, wrk, hyperfine). Idempotent: prints one
-# line per thing it installs and nothing when everything is present.
+# browser tests drive, when they are missing, and downloads the module's Go
+# modules into the module cache. With --bench it also installs what bench/
+# compares against (nginx, wrk, hyperfine). Idempotent: prints one line per
+# thing it installs and nothing when everything is present.
 set -euo pipefail
 
 orig_path="$PATH"
@@ -104,6 +105,11 @@ go_install crane github.com/google/go-containerregistry/cmd/crane@v0.22.1
 go_install regctl github.com/regclient/regclient/cmd/regctl@v0.11.7
 go_install staticcheck honnef.co/go/tools/cmd/staticcheck@v0.8.2
 go_install registry github.com/distribution/distribution/v3/cmd/registry@v3.1.2
+
+# The container-image test builds the Dockerfile with this machine's module
+# cache served as its Go module proxy (the build cannot reach the internet):
+# fill it with every module go.mod names, not only those compiled so far.
+(cd "$(dirname "$0")/.." && quietly env GOFLAGS= go mod download)
 
 if [ "$bench" -eq 1 ]; then
 	apt_install nginx nginx
