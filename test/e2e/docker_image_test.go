@@ -3,6 +3,7 @@ package e2e
 import (
 	"archive/tar"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"io/fs"
@@ -60,7 +61,7 @@ func TestContainerImage(t *testing.T) {
 	network, gateway := d.network(ctx, t)
 	// The container reaches the host's upstream through the bridge: a
 	// forwarder on the gateway address, which only this host has.
-	fwd := newForwarder(t, gateway, hub.url())
+	fwd := newForwarder(t, gateway, hub.url(), nil)
 	volume := d.volume(ctx, t)
 	run := func() (id, addr string) {
 		id = d.runDetached(ctx, t, "--network", network, "-p", "127.0.0.1::5000", "-v", volume+":/data",
@@ -408,13 +409,15 @@ func (p *moduleProxy) misses() []string {
 }
 
 // forwarder is a reverse proxy to target listening on host (a bridge's
-// gateway address), so containers on the bridge reach a loopback server.
+// gateway address): containers on the bridge reach a loopback server
+// through it, and a daemon sees a registry beyond loopback, which it does
+// not treat as insecure. With cert set it serves HTTPS.
 type forwarder struct {
 	srv  *httptest.Server
 	once sync.Once
 }
 
-func newForwarder(t *testing.T, host, target string) *forwarder {
+func newForwarder(t *testing.T, host, target string, cert *tls.Certificate) *forwarder {
 	t.Helper()
 	u, err := url.Parse(target)
 	if err != nil {
@@ -427,7 +430,12 @@ func newForwarder(t *testing.T, host, target string) *forwarder {
 	srv := httptest.NewUnstartedServer(httputil.NewSingleHostReverseProxy(u))
 	srv.Listener.Close()
 	srv.Listener = ln
-	srv.Start()
+	if cert != nil {
+		srv.TLS = &tls.Config{Certificates: []tls.Certificate{*cert}}
+		srv.StartTLS()
+	} else {
+		srv.Start()
+	}
 	f := &forwarder{srv: srv}
 	t.Cleanup(f.stop)
 	return f
