@@ -10,7 +10,7 @@ import (
 // TestDockerTrustsMirrorCA pulls through an HTTPS mirror whose certificate
 // a test CA signed: a daemon given the CA (dockerdOptions.CAFile) pulls
 // through it; one without falls back to Docker Hub on the certificate
-// error. The mirror is at a bridge's address, since the daemon checks no
+// error, until the mirror is in its insecure-registries. The mirror is at a bridge's address, since the daemon checks no
 // certificate of a loopback registry. (TLS is a front before pullcache
 // here: this tests the daemon's side, and the harness that tests of
 // pullcache's own TLS and docker login build on.)
@@ -49,4 +49,12 @@ func TestDockerTrustsMirrorCA(t *testing.T) {
 		t.Errorf("the daemon without the CA did not fall back on the certificate error (%q)", fellBack)
 	}
 	t.Logf("without the CA: %s", fellBack)
+
+	// insecure-registries: the daemon takes the mirror's certificate unchecked.
+	untrusting.reload(ctx, t, dockerdOptions{Mirrors: []string{mirror}, Insecure: []string{strings.TrimPrefix(mirror, "https://")}})
+	tried := len(untrusting.hubAttempts())
+	untrusting.pullAndRun(ctx, t, "dockerhello:v1", imgs.v1)
+	if got := untrusting.hubAttempts()[tried:]; len(got) != 0 {
+		t.Errorf("with the mirror in insecure-registries the daemon went past it: %v", got)
+	}
 }
