@@ -17,11 +17,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
@@ -140,6 +138,17 @@ func helloImage(ref string, mt types.MediaType, files []file, env, cmd []string,
 	if mt == types.OCILayer {
 		base = mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
 	}
+	return appendRunnable(base, ref, mt, files, env, cmd, output)
+}
+
+// addLayer is base with one more layer and another env and cmd.
+func addLayer(base *runnable, ref string, f file, env, cmd []string, output string) (*runnable, error) {
+	return appendRunnable(base.image, ref, types.DockerLayer, []file{f}, env, cmd, output)
+}
+
+// appendRunnable is base with a layer of files (media type mt), running
+// /hello with env and cmd, for this machine's platform.
+func appendRunnable(base v1.Image, ref string, mt types.MediaType, files []file, env, cmd []string, output string) (*runnable, error) {
 	l, err := layerOf(mt, files...)
 	if err != nil {
 		return nil, err
@@ -148,37 +157,13 @@ func helloImage(ref string, mt types.MediaType, files []file, env, cmd []string,
 	if err != nil {
 		return nil, err
 	}
-	img, err = withRunConfig(img, env, cmd)
-	if err != nil {
+	if img, err = mutate.Config(img, v1.Config{Entrypoint: []string{"/hello"}, Cmd: cmd, Env: env}); err != nil {
+		return nil, err
+	}
+	if img, err = withPlatform(img, hostPlatform); err != nil {
 		return nil, err
 	}
 	return &runnable{ref: ref, image: img, host: img, output: output}, nil
-}
-
-// addLayer is base with one more layer and another env and cmd.
-func addLayer(base *runnable, ref string, f file, env, cmd []string, output string) (*runnable, error) {
-	l, err := layerOf(types.DockerLayer, f)
-	if err != nil {
-		return nil, err
-	}
-	img, err := mutate.Append(base.image, mutate.Addendum{Layer: l, History: v1.History{CreatedBy: "e2e: " + ref}})
-	if err != nil {
-		return nil, err
-	}
-	img, err = withRunConfig(img, env, cmd)
-	if err != nil {
-		return nil, err
-	}
-	return &runnable{ref: ref, image: img, host: img, output: output}, nil
-}
-
-// withRunConfig sets what the image runs, and this machine's platform.
-func withRunConfig(img v1.Image, env, cmd []string) (v1.Image, error) {
-	img, err := mutate.Config(img, v1.Config{Entrypoint: []string{"/hello"}, Cmd: cmd, Env: env})
-	if err != nil {
-		return nil, err
-	}
-	return withPlatform(img, hostPlatform)
 }
 
 // multiRunnable is an OCI index of a hello image for this machine (which
@@ -214,18 +199,7 @@ func pushRunnable(t *testing.T, u *upstream, images ...*runnable) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for _, r := range images {
-		ref, err := name.ParseReference(u.host+"/"+r.ref, name.Insecure)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r.index != nil {
-			err = remote.WriteIndex(ref, r.index, remote.WithContext(ctx))
-		} else {
-			err = remote.Write(ref, r.image, remote.WithContext(ctx))
-		}
-		if err != nil {
-			t.Fatalf("pushing %s: %v", ref, err)
-		}
+		u.write(ctx, t, r.ref, r.image, r.index)
 	}
 	u.reset()
 }

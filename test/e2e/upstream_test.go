@@ -203,20 +203,27 @@ func (u *upstream) push(t *testing.T, images ...*testImage) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for _, im := range images {
-		ref, err := name.ParseReference(u.host+"/"+im.ref(), name.Insecure)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if im.index != nil {
-			err = remote.WriteIndex(ref, im.index, remote.WithContext(ctx))
-		} else {
-			err = remote.Write(ref, im.image, remote.WithContext(ctx))
-		}
-		if err != nil {
-			t.Fatalf("pushing %s to the upstream: %v", ref, err)
-		}
+		u.write(ctx, t, im.ref(), im.image, im.index)
 	}
 	u.reset()
+}
+
+// write pushes an image, or an index when index is set, as repoTag
+// ("library/x:v1").
+func (u *upstream) write(ctx context.Context, t *testing.T, repoTag string, image v1.Image, index v1.ImageIndex) {
+	t.Helper()
+	ref, err := name.ParseReference(u.host+"/"+repoTag, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if index != nil {
+		err = remote.WriteIndex(ref, index, remote.WithContext(ctx))
+	} else {
+		err = remote.Write(ref, image, remote.WithContext(ctx))
+	}
+	if err != nil {
+		t.Fatalf("pushing %s to the upstream: %v", ref, err)
+	}
 }
 
 // requireEachBlobFetchedAtMostOnce fails t if pullcache GOT any blob from the
