@@ -22,7 +22,11 @@ import (
 // and returns its standard output.
 func pullcacheCmd(ctx context.Context, t *testing.T, args ...string) string {
 	t.Helper()
-	return run(ctx, t, serverEnv(), pullcacheBin, args...)
+	stdout, combined, err := runIn(ctx, t, serverEnv(), nil, pullcacheBin, args...)
+	if err != nil {
+		t.Fatalf("$ pullcache %s\nfailed: %v\n%s", strings.Join(args, " "), err, combined)
+	}
+	return stdout
 }
 
 // skopeoEnv is an isolated skopeo configuration in dir.
@@ -312,7 +316,7 @@ func TestImportPodmanSaves(t *testing.T) {
 	pm.run(ctx, t, "save", "--format", "docker-archive", "-o", byID, id)
 
 	data := t.TempDir()
-	_, combined, err := runErr(ctx, t, serverEnv(), pullcacheBin, "import", "--data", data, byID)
+	_, combined, err := runIn(ctx, t, serverEnv(), nil, pullcacheBin, "import", "--data", data, byID)
 	if err == nil || !strings.Contains(combined, "--tag") {
 		t.Errorf("import of a save by image ID: err %v, output %q; want a refusal telling to pass --tag", err, combined)
 	}

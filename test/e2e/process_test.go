@@ -59,16 +59,23 @@ func run(ctx context.Context, t *testing.T, env []string, name string, args ...s
 // combined output and the error.
 func runErr(ctx context.Context, t *testing.T, env []string, name string, args ...string) (stdout, combined string, err error) {
 	t.Helper()
+	return runIn(ctx, t, append(os.Environ(), env...), env, name, args...)
+}
+
+// runIn runs name with exactly the environment env; logged are only the
+// variables shown (the rest is this process's, and may hold secrets).
+func runIn(ctx context.Context, t *testing.T, env, shown []string, name string, args ...string) (stdout, combined string, err error) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(ctx, cmdTimeout)
 	defer cancel()
 	var out bytes.Buffer
 	var both syncBuffer
 	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = env
 	cmd.Stdout = io.MultiWriter(&out, &both)
 	cmd.Stderr = &both
 	cmd.WaitDelay = 10 * time.Second // a stray grandchild holding the pipes must not hang us
-	t.Logf("$ %s", cmdLine(env, name, args))
+	t.Logf("$ %s", cmdLine(shown, name, args))
 	start := time.Now()
 	err = cmd.Run()
 	if err != nil && ctx.Err() != nil {
