@@ -12,15 +12,17 @@ import (
 const module = "github.com/pullcache/pullcache"
 
 // allowed lists, for each package, the module's packages it may import:
-// dependencies flow cmd → proxy → {cache, upstream} and cmd → console →
+// dependencies flow cmd → proxy → {cache, upstream, auth} and cmd → console →
 // admin → {cache, archive}, and only cmd reads config. stats is a leaf
 // both proxy (which fills it) and admin (which reports it) import, since
-// they may not import each other. A package missing here fails the test,
-// so a new one is a decision, not an accident.
+// they may not import each other; auth (logins and access rules) is a leaf
+// proxy and the console use. A package missing here fails the test, so a
+// new one is a decision, not an accident.
 var allowed = map[string][]string{
-	"cmd/pullcache": {"config", "proxy", "cache", "upstream", "admin", "archive", "stats", "console"},
-	"proxy":         {"cache", "upstream", "stats"},
+	"cmd/pullcache": {"config", "proxy", "cache", "upstream", "admin", "archive", "stats", "console", "auth"},
+	"proxy":         {"cache", "upstream", "stats", "auth"},
 	"stats":         {},
+	"auth":          {},
 	"cache":         {},
 	"upstream":      {},
 	"config":        {},
