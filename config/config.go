@@ -86,6 +86,18 @@ type Config struct {
 	// UploadLimit bounds an archive uploaded to /admin/import on the main
 	// listener, in bytes. Default 10 GiB.
 	UploadLimit int64 `yaml:"upload_limit"`
+	// TLS serves the registry API over HTTPS. Default: plain HTTP.
+	TLS TLS `yaml:"tls"`
+	// TLSClientCAFile, when set, requires clients to present a certificate
+	// signed by one of its CAs (mutual TLS). Default none.
+	TLSClientCAFile string `yaml:"tls_client_ca_file"`
+	// Auth turns on client logins. Default off.
+	Auth Auth `yaml:"auth"`
+	// Access rules say who may pull what, when logins are on. Default:
+	// authenticated users everything, anonymous clients nothing.
+	Access []AccessRule `yaml:"access"`
+	// Limits bound connections and requests per client.
+	Limits Limits `yaml:"limits"`
 	// Log configures the log output.
 	Log Log `yaml:"log"`
 }
@@ -165,6 +177,7 @@ func Default() Config {
 		RevalidateTimeout:   Duration(5 * time.Second),
 		DefaultPlatform:     "linux/amd64",
 		UploadLimit:         10 << 30,
+		Limits:              Limits{MaxConnections: 10000},
 		Log:                 Log{Level: "info", Format: "text"},
 	}
 }
@@ -275,7 +288,7 @@ func (c Config) Validate() error {
 	if c.UploadLimit <= 0 {
 		errs = append(errs, errors.New("upload_limit: must be positive (bytes)"))
 	}
-	errs = append(errs, validLog(c.Log))
+	errs = append(errs, validLog(c.Log), c.validateSecurity())
 	return errors.Join(errs...)
 }
 

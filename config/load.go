@@ -66,6 +66,15 @@ var settings = []setting{
 		c.SendBuffer = n
 		return nil
 	}, false},
+	// TLS, logins and limits.
+	{"tls-cert", "PULLCACHE_TLS_CERT", "PEM certificate (chain) for HTTPS; reloaded when it changes", func(c *Config, v string) error { c.TLS.Cert = v; return nil }, false},
+	{"tls-key", "PULLCACHE_TLS_KEY", "PEM private key for HTTPS; reloaded when it changes", func(c *Config, v string) error { c.TLS.Key = v; return nil }, false},
+	{"tls-client-ca", "PULLCACHE_TLS_CLIENT_CA_FILE", "PEM CAs whose client certificates are required (mutual TLS)", func(c *Config, v string) error { c.TLSClientCAFile = v; return nil }, false},
+	{"htpasswd", "PULLCACHE_HTPASSWD", "htpasswd file of bcrypt entries: turns client logins on; reloaded when it changes", func(c *Config, v string) error { c.Auth.Htpasswd = v; return nil }, false},
+	{"htgroup", "PULLCACHE_HTGROUP", "group file (group: user1 user2) for access rules; reloaded when it changes", func(c *Config, v string) error { c.Auth.Groups = v; return nil }, false},
+	{"max-connections", "PULLCACHE_MAX_CONNECTIONS", "connections open at once, 0 no limit (default 10000)", intSetting(func(c *Config) *int { return &c.Limits.MaxConnections }), false},
+	{"max-connections-per-client", "PULLCACHE_MAX_CONNECTIONS_PER_CLIENT", "connections open at once per client address, 0 no limit (default 0)", intSetting(func(c *Config) *int { return &c.Limits.MaxConnectionsPerClient }), false},
+	{"max-requests-per-client", "PULLCACHE_MAX_REQUESTS_PER_CLIENT", "requests in flight per client address, beyond it 429; 0 no limit (default 0)", intSetting(func(c *Config) *int { return &c.Limits.MaxRequestsPerClient }), false},
 	{"log-level", "PULLCACHE_LOG_LEVEL", "debug, info, warn or error (default info)", func(c *Config, v string) error { c.Log.Level = v; return nil }, false},
 	{"log-format", "PULLCACHE_LOG_FORMAT", "text or json (default text)", func(c *Config, v string) error { c.Log.Format = v; return nil }, false},
 }
