@@ -23,6 +23,7 @@ const (
 	CodePaginationInvalid = "PAGINATION_NUMBER_INVALID"
 	CodeRangeInvalid      = "RANGE_INVALID"
 	CodeDenied            = "DENIED"
+	CodeUnauthorized      = "UNAUTHORIZED"
 	CodeUnsupported       = "UNSUPPORTED"
 	CodeTooManyRequests   = "TOOMANYREQUESTS"
 	CodeUnavailable       = "UNAVAILABLE"

@@ -67,6 +67,7 @@ type recorder struct {
 	bytes    int64
 	route    string
 	registry string
+	user     string // the authenticated user, when logins are on
 	src      source
 	err      error
 	notes    []slog.Attr // extra log fields
@@ -164,6 +165,11 @@ func (w *recorder) log(outcome string) {
 	}
 	if w.registry != "" {
 		attrs = append(attrs, slog.String("registry", w.registry))
+	}
+	if w.s.opts.Auth != nil {
+		// Who asked, for the access decision this line records; never
+		// a credential.
+		attrs = append(attrs, slog.String("user", w.user), slog.String("client", w.r.RemoteAddr))
 	}
 	if w.src != "" {
 		attrs = append(attrs, slog.String("cache", string(w.src)))

@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/pullcache/pullcache/auth"
 	"github.com/pullcache/pullcache/cache"
 	"github.com/pullcache/pullcache/stats"
 	"github.com/pullcache/pullcache/upstream"
@@ -78,6 +79,9 @@ type Options struct {
 	// list of a repository is remembered and answered without asking
 	// again. Default 0: not remembered (pullcache serve passes 30s).
 	NegativeTTL time.Duration
+	// Auth, when set, authenticates every registry API request and decides
+	// it by the access rules. Default nil: no logins, everyone may pull.
+	Auth *auth.Authenticator
 	// Offline serves only what is cached: no upstream is ever contacted,
 	// tags resolve to the last digest known, and anything else is unknown.
 	Offline bool
@@ -220,17 +224,25 @@ func (s *Server) dispatch(w *recorder, r *http.Request, req Request) error {
 		// Echoed as the distribution spec's proxying section describes.
 		w.Header().Set("OCI-Namespace", req.NS)
 	}
-	if req.Route == RouteBase {
+	var up Upstream
+	if req.Route != RouteBase {
+		var err error
+		if up, req, err = s.resolve(req, r.Host); err != nil {
+			return err
+		}
+		w.registry = req.Registry
+	}
+	// Every route is decided here, on the parsed and resolved request,
+	// before its handler runs: a route added later is covered by
+	// construction.
+	if err := s.authorize(w, r, req); err != nil {
+		return err
+	}
+	switch req.Route {
+	case RouteBase:
 		w.Header().Set("Content-Type", "application/json")
 		_, err := w.Write([]byte("{}"))
 		return err
-	}
-	up, req, err := s.resolve(req, r.Host)
-	if err != nil {
-		return err
-	}
-	w.registry = req.Registry
-	switch req.Route {
 	case RouteManifest:
 		return s.serveManifest(w, r, up, req)
 	case RouteBlob:
