@@ -36,6 +36,9 @@ type Options struct {
 	// Mirror is the base URL of the mirror's registry API, which warm pulls
 	// through. Default: none (warm answers 405).
 	Mirror string
+	// MirrorClient makes warm's requests to Mirror. Default
+	// http.DefaultClient.
+	MirrorClient *http.Client
 	// Logger receives one line per failed request. Default: discard.
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
@@ -333,7 +336,7 @@ func (s *server) warm(w http.ResponseWriter, r *http.Request) error {
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
 		return errorf(http.StatusBadRequest, "BAD_REQUEST", "body: want {\"images\": [...], \"platform\": \"os/arch\"}")
 	}
-	opts := WarmOptions{Mirror: s.opts.Mirror, DefaultRegistry: s.opts.DefaultRegistry}
+	opts := WarmOptions{Mirror: s.opts.Mirror, Client: s.opts.MirrorClient, DefaultRegistry: s.opts.DefaultRegistry}
 	if req.Platform != "" {
 		pl, err := v1.ParsePlatform(req.Platform)
 		if err != nil {

@@ -202,7 +202,15 @@ func (a *Authenticator) Authenticate(r *http.Request) (Identity, *Denial) {
 // login checks a user name and password, rate-limiting failures per
 // client address.
 func (a *Authenticator) login(r *http.Request, user, password string) (Identity, *Denial) {
-	addr := clientKey(r)
+	return a.Login(clientKey(r), user, password)
+}
+
+// Login checks a user name and password as a Basic login does, for a
+// login form: failures count towards client's budget (its address; a
+// caller that knows none passes a fixed name, and all such logins then
+// share one budget), and a client over it gets a 429 Denial unchecked.
+func (a *Authenticator) Login(client, user, password string) (Identity, *Denial) {
+	addr := client
 	if wait, blocked := a.limiter.blocked(addr); blocked {
 		return Identity{}, &Denial{Status: http.StatusTooManyRequests, RetryAfter: wait,
 			Reason: "too many failed logins from this address; try again later"}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/pullcache/pullcache/admin"
+	"github.com/pullcache/pullcache/auth"
 	"github.com/pullcache/pullcache/cache"
 	"github.com/pullcache/pullcache/config"
 )
@@ -51,8 +52,11 @@ func adminOptions(cfg config.Config, store *cache.Store, mirror string, log *slo
 		UploadLimit:     limit,
 		Token:           token,
 		Mirror:          mirror,
-		Logger:          log,
-		Offline:         cfg.Offline,
+		// Warm pulls through the admin socket's registry API, which needs
+		// no login and speaks plain HTTP whatever the main listener does.
+		MirrorClient: &http.Client{Transport: newSocketTransport(adminSocket(cfg.Data))},
+		Logger:       log,
+		Offline:      cfg.Offline,
 	}
 	if obs != nil {
 		opts.Stats, opts.Upstreams = obs.stats, obs.health
@@ -62,9 +66,11 @@ func adminOptions(cfg config.Config, store *cache.Store, mirror string, log *slo
 
 // startAdmin serves the admin API on <data>/admin.sock (mode 0600: only the
 // owner of the data directory may use it) until the returned stop is
-// called. A socket file left by a process that died is replaced; one a
-// live server answers on means the data directory is in use.
-func startAdmin(cfg config.Config, store *cache.Store, main net.Addr, obs *observers, log *slog.Logger) (stop func(), err error) {
+// called, and the registry API too, without logins: the socket's owner is
+// trusted (warm pulls through it). A socket file left by a process that
+// died is replaced; one a live server answers on means the data directory
+// is in use.
+func startAdmin(cfg config.Config, store *cache.Store, mirror string, registry http.Handler, obs *observers, log *slog.Logger) (stop func(), err error) {
 	path := adminSocket(cfg.Data)
 	if err := removeStaleSocket(path); err != nil {
 		return nil, err
@@ -80,8 +86,11 @@ func startAdmin(cfg config.Config, store *cache.Store, main net.Addr, obs *obser
 		ln.Close()
 		return nil, fmt.Errorf("admin socket %s: %w", path, err)
 	}
+	mux := http.NewServeMux()
+	mux.Handle("/v2/", auth.Trusted(registry))
+	mux.Handle("/", adminHandler(cfg, store, mirror, log, "", 0, obs))
 	hs := &http.Server{
-		Handler:           adminHandler(cfg, store, mirrorURL(main), log, "", 0, obs),
+		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
@@ -115,7 +124,7 @@ func removeStaleSocket(path string) error {
 }
 
 // mirrorURL is how a process on this host reaches the registry API on addr.
-func mirrorURL(addr net.Addr) string {
+func mirrorURL(addr net.Addr, tls bool) string {
 	tcp, ok := addr.(*net.TCPAddr)
 	if !ok {
 		return ""
@@ -124,7 +133,28 @@ func mirrorURL(addr net.Addr) string {
 	if !tcp.IP.IsUnspecified() && tcp.IP != nil {
 		host = tcp.IP.String()
 	}
-	return "http://" + net.JoinHostPort(host, fmt.Sprint(tcp.Port))
+	scheme := "http"
+	if tls {
+		scheme = "https"
+	}
+	return scheme + "://" + net.JoinHostPort(host, fmt.Sprint(tcp.Port))
+}
+
+// socketTransport sends every request to the unix socket at path in plain
+// HTTP, whatever its URL says (the registry API's https:// URL included).
+type socketTransport struct{ base *http.Transport }
+
+func newSocketTransport(path string) socketTransport {
+	return socketTransport{&http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", path)
+	}}}
+}
+
+func (t socketTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.URL.Scheme, r.URL.Host = "http", "pullcache"
+	return t.base.RoundTrip(r)
 }
 
 // adminClient talks to a running server's admin socket.
@@ -141,11 +171,7 @@ func dialAdmin(data string) (*adminClient, bool) {
 		return nil, false
 	}
 	c.Close()
-	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", path)
-	}}
-	return &adminClient{http: &http.Client{Transport: tr}}, true
+	return &adminClient{http: &http.Client{Transport: newSocketTransport(path)}}, true
 }
 
 // do sends a request to the admin API and returns the response, or the

@@ -223,7 +223,7 @@ func serveInProcess(t *testing.T, data, upstreamURL string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	srv, err := newProxy(cfg, store, log, prometheus.NewRegistry(), nil)
+	srv, err := newProxy(cfg, store, log, prometheus.NewRegistry(), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +236,7 @@ func serveInProcess(t *testing.T, data, upstreamURL string) {
 	done := make(chan struct{})
 	go func() { defer close(done); _ = hs.Serve(ln) }()
 	t.Cleanup(func() { hs.Close(); <-done })
-	stop, err := startAdmin(cfg, store, ln.Addr(), nil, log)
+	stop, err := startAdmin(cfg, store, mirrorURL(ln.Addr(), false), srv, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +276,7 @@ func TestSecondServerOnTheSameDataIsRefused(t *testing.T) {
 	serveInProcess(t, data, "http://127.0.0.1:1")
 	cfg := config.Default()
 	cfg.Data = data
-	if _, err := startAdmin(cfg, nil, &net.TCPAddr{}, nil, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "another pullcache") {
+	if _, err := startAdmin(cfg, nil, "", nil, nil, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "another pullcache") {
 		t.Errorf("err = %v, want another pullcache is serving", err)
 	}
 }

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"sort"
 	"sync"
 
 	"github.com/pullcache/pullcache/admin"
+	"github.com/pullcache/pullcache/auth"
 	"github.com/pullcache/pullcache/cache"
 	"github.com/pullcache/pullcache/config"
 	"github.com/pullcache/pullcache/console"
@@ -72,15 +74,42 @@ func (o *observers) health() []admin.RegistryHealth {
 
 // consoleHandler is the web console at /ui/: the admin API (without a
 // token of its own: the console's login guards it) behind the console's
-// sessions. With no admin token set it only says how to turn it on.
-func consoleHandler(cfg config.Config, store *cache.Store, mirror string, obs *observers, log *slog.Logger) (http.Handler, error) {
+// sessions. Admin users (auth.admins) log in with their password, and the
+// admin token still works; with neither it only says how to turn it on.
+func consoleHandler(cfg config.Config, store *cache.Store, mirror string, obs *observers, log *slog.Logger, authn *auth.Authenticator) (http.Handler, error) {
 	a := admin.New(adminOptions(cfg, store, mirror, log, "", cfg.UploadLimit, obs))
 	opts := console.Options{Admin: a, DefaultRegistry: cfg.DefaultRegistry, UploadLimit: cfg.UploadLimit, Logger: log}
-	if cfg.AdminToken != "" {
+	switch {
+	case authn != nil && len(cfg.Auth.Admins) > 0:
+		opts.Auth = consoleLogins{authn: authn, token: console.TokenAuth{Token: cfg.AdminToken}}
+	case cfg.AdminToken != "":
 		opts.Auth = console.TokenAuth{Token: cfg.AdminToken}
 	}
 	return console.New(opts)
 }
+
+// consoleLogins admits admin users by password, and the admin token (sent
+// with no user name). Only admins: the console lists every cached image of
+// every registry, which the access rules do not filter.
+type consoleLogins struct {
+	authn *auth.Authenticator
+	token console.TokenAuth
+}
+
+func (c consoleLogins) Authenticate(ctx context.Context, user, secret string) (console.Identity, error) {
+	if user == "" {
+		return c.token.Authenticate(ctx, user, secret)
+	}
+	// The console does not pass the client's address: its logins share
+	// one failure budget.
+	id, d := c.authn.Login("console", user, secret)
+	if d != nil || !id.Admin {
+		return console.Identity{}, console.ErrBadLogin
+	}
+	return console.Identity{Name: id.User, Admin: true}, nil
+}
+
+func (consoleLogins) AsksUser() bool { return true }
 
 // watchAllowed wraps allow so the registries it builds are watched too.
 func (o *observers) watchAllowed(allow func(string) (proxy.Upstream, bool)) func(string) (proxy.Upstream, bool) {

@@ -37,7 +37,7 @@ func mainListener(t *testing.T, upstreamURL string) string {
 	}
 	reg := prometheus.NewRegistry()
 	obs := newObservers()
-	srv, err := newProxy(cfg, store, log, reg, obs)
+	srv, err := newProxy(cfg, store, log, reg, obs, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +45,7 @@ func mainListener(t *testing.T, upstreamURL string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ui, err := consoleHandler(cfg, store, "http://"+ln.Addr().String(), obs, log)
+	ui, err := consoleHandler(cfg, store, "http://"+ln.Addr().String(), obs, log, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/pullcache/pullcache/auth"
 	"github.com/pullcache/pullcache/cache"
 	"github.com/pullcache/pullcache/config"
 	"github.com/pullcache/pullcache/proxy"
@@ -39,6 +40,14 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	tlsConf, err := serverTLS(cfg, log)
+	if err != nil {
+		return err
+	}
+	authn, err := newAuth(cfg, log)
+	if err != nil {
+		return err
+	}
 	store, err := openStore(cfg, log)
 	if err != nil {
 		return err
@@ -47,7 +56,7 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	obs := newObservers()
-	srv, err := newProxy(cfg, store, log, reg, obs)
+	srv, err := newProxy(cfg, store, log, reg, obs, authn)
 	if err != nil {
 		return err
 	}
@@ -56,25 +65,31 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
+	ln = limitConnections(ln, cfg.Limits.MaxConnections, cfg.Limits.MaxConnectionsPerClient, log)
+	mirror := mirrorURL(ln.Addr(), tlsConf != nil)
 	// Without the socket (a data path too long for one, say) the mirror
 	// still serves; import, export and warm then say the directory is in use.
-	if stopAdmin, err := startAdmin(cfg, store, ln.Addr(), obs, log); err != nil {
+	if stopAdmin, err := startAdmin(cfg, store, mirror, srv, obs, log); err != nil {
 		log.Warn("admin socket unavailable", "err", err)
 	} else {
 		defer stopAdmin()
 	}
-	var adminAPI http.Handler
-	if cfg.AdminToken != "" {
-		adminAPI = adminHandler(cfg, store, mirrorURL(ln.Addr()), log, cfg.AdminToken, cfg.UploadLimit, obs)
+	var tokens http.Handler
+	if authn != nil {
+		tokens = authn.TokenHandler()
 	}
-	ui, err := consoleHandler(cfg, store, mirrorURL(ln.Addr()), obs, log)
+	ui, err := consoleHandler(cfg, store, mirror, obs, log, authn)
 	if err != nil {
 		return err
 	}
-	h := routes(srv, route{"/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{})}, route{"/admin/", adminAPI}, route{"/ui/", ui})
+	h := routes(srv, route{"/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{})},
+		route{auth.TokenPath, tokens}, route{"/admin/", adminOnListener(cfg, store, mirror, obs, log, authn)}, route{"/ui/", ui})
 	log.Info("listening", "addr", ln.Addr().String(), "data", cfg.Data,
-		"registries", strings.Join(cfg.RegistryNames(), ","), "offline", cfg.Offline)
-	return serveUntilSignal(ctx, ln, h, log)
+		"registries", strings.Join(cfg.RegistryNames(), ","), "offline", cfg.Offline,
+		"tls", tlsConf != nil, "logins", authn != nil)
+	hs := newHTTPServer(limitRequests(h, cfg.Limits.MaxRequestsPerClient), log)
+	hs.TLSConfig = tlsConf
+	return serveUntilSignal(ctx, ln, hs, log)
 }
 
 func loadConfig(name string, args []string, stderr io.Writer) (config.Config, error) {
@@ -117,8 +132,8 @@ func openStore(cfg config.Config, log *slog.Logger) (*cache.Store, error) {
 }
 
 // newProxy builds the registry API; obs, when not nil, is told of what
-// it serves and which registries it built.
-func newProxy(cfg config.Config, store *cache.Store, log *slog.Logger, reg prometheus.Registerer, obs *observers) (*proxy.Server, error) {
+// it serves and which registries it built; authn nil means no logins.
+func newProxy(cfg config.Config, store *cache.Store, log *slog.Logger, reg prometheus.Registerer, obs *observers, authn *auth.Authenticator) (*proxy.Server, error) {
 	ups, err := newUpstreams(cfg, log)
 	if err != nil {
 		return nil, err
@@ -148,6 +163,7 @@ func newProxy(cfg config.Config, store *cache.Store, log *slog.Logger, reg prome
 		RevalidateTimeout:   time.Duration(cfg.RevalidateTimeout),
 		Prefetch:            cfg.PrefetchEnabled() && !cfg.Offline,
 		Offline:             cfg.Offline,
+		Auth:                authn,
 		PrefetchConcurrency: cfg.PrefetchConcurrency,
 		PrefetchPlatforms:   platforms,
 		DefaultPlatform:     *defaultPlatform,
@@ -157,15 +173,15 @@ func newProxy(cfg config.Config, store *cache.Store, log *slog.Logger, reg prome
 	})
 }
 
-// serveUntilSignal serves until SIGINT or SIGTERM, then stops accepting and
-// gives in-flight responses shutdownGrace to finish.
-func serveUntilSignal(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
+// serveUntilSignal serves hs on ln (over TLS when hs has a TLSConfig)
+// until SIGINT or SIGTERM, then stops accepting and gives in-flight
+// responses shutdownGrace to finish.
+func serveUntilSignal(ctx context.Context, ln net.Listener, hs *http.Server, log *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	hs := newHTTPServer(h, log)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		if err := serveOn(hs, ln); !errors.Is(err, http.ErrServerClosed) {
 			return err
 		}
 		return nil
@@ -181,4 +197,13 @@ func serveUntilSignal(ctx context.Context, ln net.Listener, h http.Handler, log 
 		return nil
 	})
 	return g.Wait()
+}
+
+// serveOn serves hs on ln: HTTPS with HTTP/2 when hs has a TLSConfig
+// (its GetCertificate supplies the certificate), else plain HTTP.
+func serveOn(hs *http.Server, ln net.Listener) error {
+	if hs.TLSConfig != nil {
+		return hs.ServeTLS(ln, "", "")
+	}
+	return hs.Serve(ln)
 }

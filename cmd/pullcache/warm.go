@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -106,7 +107,9 @@ func warmVia(ctx context.Context, cfg config.Config, opts admin.WarmOptions, ima
 		if err := c.getJSON(ctx, "/admin/info", &info); err != nil {
 			return nil, err
 		}
+		// Through the socket's registry API: no login, no TLS to trust.
 		opts.Mirror = info.Mirror
+		opts.Client = &http.Client{Transport: newSocketTransport(adminSocket(cfg.Data))}
 		return admin.Warm(ctx, opts, images), nil
 	}
 	if cfg.Offline {
@@ -115,8 +118,9 @@ func warmVia(ctx context.Context, cfg config.Config, opts admin.WarmOptions, ima
 	return warmInProcess(ctx, cfg, opts, images, stderr)
 }
 
-// warmInProcess runs the mirror, wired as serve wires it, on a loopback
-// port for the time of the warm.
+// warmInProcess runs the mirror, wired as serve wires it, on a unix
+// socket of a private directory for the time of the warm: no other user
+// can reach it, so it needs no logins.
 func warmInProcess(ctx context.Context, cfg config.Config, opts admin.WarmOptions, images []string, stderr io.Writer) ([]admin.WarmResult, error) {
 	if cfg.Log.Level == "info" {
 		cfg.Log.Level = "warn" // one line per request would drown the progress
@@ -127,22 +131,29 @@ func warmInProcess(ctx context.Context, cfg config.Config, opts admin.WarmOption
 		return nil, err
 	}
 	defer store.Close()
-	srv, err := newProxy(cfg, store, log, prometheus.NewRegistry(), nil)
+	srv, err := newProxy(cfg, store, log, prometheus.NewRegistry(), nil, nil)
 	if err != nil {
 		return nil, err
 	}
 	defer srv.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	dir, err := os.MkdirTemp("", "pullcache-warm-") // mode 0700
+	if err != nil {
+		return nil, fmt.Errorf("warm: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	sock := filepath.Join(dir, "mirror.sock")
+	ln, err := net.Listen("unix", sock)
 	if err != nil {
 		return nil, fmt.Errorf("warm: listen: %w", err)
 	}
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	hs := newHTTPServer(srv, log)
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
 		_ = hs.Serve(ln)
 	}()
-	opts.Mirror = mirrorURL(ln.Addr())
+	opts.Mirror = "http://pullcache"
+	opts.Client = &http.Client{Transport: newSocketTransport(sock)}
 	results := admin.Warm(ctx, opts, images)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
 	defer cancel()
