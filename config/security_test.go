@@ -1,6 +1,7 @@
 package config
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -98,5 +99,19 @@ func TestValidateSecurity(t *testing.T) {
 				t.Errorf("Validate = %v, want an error naming %q", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestExampleConfigFileLoads(t *testing.T) {
+	b, err := os.ReadFile("../deploy/pullcache.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := load(t, string(b), nil)
+	if err != nil {
+		t.Fatalf("deploy/pullcache.yml: %v", err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("deploy/pullcache.yml: %v", err)
 	}
 }
