@@ -2,8 +2,12 @@ package auth
 
 import (
 	"encoding/base64"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // FuzzParseAuthorization: any header either parses into exactly one kind
@@ -80,5 +84,59 @@ func FuzzRules(f *testing.F) {
 		}
 		r := Rule{Repositories: []string{pattern}, Users: []string{"u"}}
 		_ = r.matches("docker.io", name)
+	})
+}
+
+// FuzzParseScope: a parsed scope prints back to what a challenge can
+// carry (no quote, backslash, space or control character), with at least
+// one action.
+func FuzzParseScope(f *testing.F) {
+	for _, s := range []string{"repository:library/alpine:pull", "repository:localhost:5000/a/b:pull,push", "registry:catalog:*", "repository::pull", ":x:y", "a:b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		sc, ok := ParseScope(s)
+		if !ok {
+			return
+		}
+		if len(sc.Actions) == 0 || sc.Type == "" {
+			t.Fatalf("%q: %+v", s, sc)
+		}
+		if strings.ContainsAny(sc.String(), "\" \\") || strings.ContainsFunc(sc.String(), isControl) {
+			t.Fatalf("%q prints as %q, unfit for a challenge", s, sc.String())
+		}
+		if g, ok := grantable(sc); ok && (len(g.Actions) != 1 || (g.Actions[0] != "pull" && g.Actions[0] != "*")) {
+			t.Fatalf("granted %+v: only pull (or the catalog) is ever granted", g)
+		}
+	})
+}
+
+// FuzzVerifyToken: no string but a token this Authenticator signed
+// authenticates.
+func FuzzVerifyToken(f *testing.F) {
+	dir := f.TempDir()
+	path := filepath.Join(dir, "htpasswd")
+	if err := os.WriteFile(path, []byte(htpasswdLine(f, "ci", "pw")+"\n"), 0o600); err != nil {
+		f.Fatal(err)
+	}
+	a, err := New(Options{HtpasswdFile: path, dummyCost: bcrypt.MinCost})
+	if err != nil {
+		f.Fatal(err)
+	}
+	other, err := New(Options{HtpasswdFile: path, dummyCost: bcrypt.MinCost})
+	if err != nil {
+		f.Fatal(err)
+	}
+	foreign, _, err := other.issue("ci", []Scope{{Type: "repository", Name: "x", Actions: []string{"pull"}}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(foreign)
+	f.Add("eyJhbGciOiJub25lIn0.eyJzdWIiOiJjaSJ9.")
+	f.Add("a.b.c")
+	f.Fuzz(func(t *testing.T, tok string) {
+		if _, d := a.verifyToken(tok); d == nil {
+			t.Fatalf("%q authenticated without being signed by this server", tok)
+		}
 	})
 }

@@ -210,12 +210,15 @@ func TestProgressBarsOnATerminal(t *testing.T) {
 
 // serveInProcess wires a server as serve does — store, mirror on a loopback
 // port, admin socket — and stops it at the end of the test.
-func serveInProcess(t *testing.T, data, upstreamURL string) {
+func serveInProcess(t *testing.T, data, upstreamURL string, mod ...func(*config.Config)) {
 	t.Helper()
 	cfg := config.Default()
 	cfg.Data = data
 	if err := cfg.SetUpstream("docker.io=" + upstreamURL); err != nil {
 		t.Fatal(err)
+	}
+	for _, m := range mod {
+		m(&cfg)
 	}
 	log := slog.New(slog.DiscardHandler)
 	store, err := openStore(cfg, log)
@@ -223,7 +226,11 @@ func serveInProcess(t *testing.T, data, upstreamURL string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	srv, err := newProxy(cfg, store, log, prometheus.NewRegistry(), nil, nil)
+	authn, err := newAuth(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := newProxy(cfg, store, log, prometheus.NewRegistry(), nil, authn)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -484,3 +484,21 @@ func TestConsoleLoginsAdmitAdminsOnly(t *testing.T) {
 		t.Errorf("admin token: %+v %v", id, err)
 	}
 }
+
+// TestWarmThroughTheSocketWithLoginsOn: warm needs no login, because it
+// pulls through the admin socket, whose owner is trusted (over TCP the
+// mirror, with no rule for anonymous clients, would refuse it).
+func TestWarmThroughTheSocketWithLoginsOn(t *testing.T) {
+	up, _ := newTestUpstream(t)
+	data := t.TempDir()
+	htpasswd := filepath.Join(t.TempDir(), "htpasswd")
+	h, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+	if err := os.WriteFile(htpasswd, []byte("ci:"+string(h)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	serveInProcess(t, data, up.URL, func(c *config.Config) { c.Auth.Htpasswd = htpasswd })
+	out := mustRun(t, "warm", "--data", data, "app:v1")
+	if !strings.Contains(out, "warmed 1 of 1 images") {
+		t.Fatalf("warm with logins on: %q", out)
+	}
+}
