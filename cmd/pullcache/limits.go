@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -74,6 +75,19 @@ func (c *limitedConn) Close() error {
 	c.once.Do(func() { c.l.release(c.key) })
 	return c.Conn.Close()
 }
+
+// ReadFrom hands the copy to the TCP connection: net/http sends a file
+// with sendfile only through its connection's ReadFrom, so without this
+// the wrapper would turn every cached blob into a user-space copy.
+func (c *limitedConn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(writerOnly{c.Conn}, r)
+}
+
+// writerOnly hides a writer's ReadFrom, so io.Copy does not call back.
+type writerOnly struct{ io.Writer }
 
 // addrKey is the client address a "host:port" counts under.
 func addrKey(hostport string) string {

@@ -502,3 +502,31 @@ func TestWarmThroughTheSocketWithLoginsOn(t *testing.T) {
 		t.Fatalf("warm with logins on: %q", out)
 	}
 }
+
+// readFromRecorder is a conn that records whether ReadFrom reached it.
+type readFromRecorder struct {
+	net.Conn
+	called bool
+}
+
+func (r *readFromRecorder) ReadFrom(src io.Reader) (int64, error) {
+	r.called = true
+	return io.Copy(io.Discard, src)
+}
+
+// TestLimitedConnKeepsSendfile: net/http uses sendfile only through the
+// connection's ReadFrom; the limit's wrapper must pass it on.
+func TestLimitedConnKeepsSendfile(t *testing.T) {
+	inner := &readFromRecorder{}
+	var c net.Conn = &limitedConn{Conn: inner}
+	rf, ok := c.(io.ReaderFrom)
+	if !ok {
+		t.Fatal("limitedConn hides ReadFrom")
+	}
+	if _, err := rf.ReadFrom(strings.NewReader("blob")); err != nil {
+		t.Fatal(err)
+	}
+	if !inner.called {
+		t.Error("ReadFrom did not reach the TCP connection")
+	}
+}
