@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/crypto/bcrypt"
 
@@ -34,6 +35,8 @@ type accessSite struct {
 	// digests of ghcr.io/myorg/app:v1: its manifest and blobs.
 	privManifest v1.Hash
 	privBlobs    []v1.Hash
+	// a signature referring to the private manifest, in its repository.
+	privReferrer v1.Hash
 	// a blob each of the other repositories, for blob rows.
 	hubBlob, otherBlob v1.Hash
 }
@@ -84,13 +87,14 @@ func blobDigests(t *testing.T, img v1.Image) []v1.Hash {
 
 func newAccessSite(t *testing.T, opts ...envOption) *accessSite {
 	t.Helper()
-	s := &accessSite{hub: newFakeUpstream(t), priv: newFakeUpstream(t), owned: map[string]map[string]bool{}}
+	s := &accessSite{hub: newFakeUpstream(t), priv: newFakeUpstream(t, registry.WithReferrersSupport(true)), owned: map[string]map[string]bool{}}
 	pubImg := randomImage(t, 512, 1)
 	s.hub.push("library/alpine:v1", pubImg)
 	s.hubBlob = blobDigests(t, pubImg)[0]
 	privImg := randomImage(t, 1024, 2)
 	s.privManifest = s.priv.push("myorg/app:v1", privImg)
 	s.privBlobs = blobDigests(t, privImg)
+	s.privReferrer = s.priv.push("myorg/app:sig", artifact(t, privImg, sigType))
 	otherImg := randomImage(t, 512, 1)
 	s.priv.push("other/app:v1", otherImg)
 	s.otherBlob = blobDigests(t, otherImg)[0]
@@ -138,9 +142,8 @@ func basicAuth(user, password string) string {
 }
 
 // TestAccessDecisions runs every identity against public, allowed and
-// denied repositories, for manifests, blobs and tag lists. (The catalog
-// and referrers routes are decided by the same hook, which runs for every
-// parsed route before its handler.)
+// denied repositories, for manifests, blobs, tag lists and referrers, and
+// against the catalogs of the public and the private registry.
 func TestAccessDecisions(t *testing.T) {
 	checkLeaks(t)
 	s := newAccessSite(t)
@@ -171,6 +174,7 @@ func TestAccessDecisions(t *testing.T) {
 		{"manifest", func(repo string, _ v1.Hash) string { return "/v2/" + repo + "/manifests/v1" }},
 		{"blob", func(repo string, b v1.Hash) string { return "/v2/" + repo + "/blobs/" + b.String() }},
 		{"tags", func(repo string, _ v1.Hash) string { return "/v2/" + repo + "/tags/list" }},
+		{"referrers", func(repo string, b v1.Hash) string { return "/v2/" + repo + "/referrers/" + b.String() }},
 	}
 	for _, id := range identities {
 		for _, tg := range targets {
@@ -191,6 +195,31 @@ func TestAccessDecisions(t *testing.T) {
 					checkDenial(t, r)
 				})
 			}
+		}
+	}
+	// The catalog names no repository: it needs a rule covering the whole
+	// registry, which docker.io has and ghcr.io does not.
+	catalogs := []struct {
+		path string
+		want map[string]int
+	}{
+		{"/v2/_catalog", map[string]int{"anonymous": 200, "ci": 200, "bob": 200, "wrong password": 401}},
+		{"/v2/ghcr.io/_catalog", map[string]int{"anonymous": 401, "ci": 403, "bob": 403, "wrong password": 401}},
+		{"/v2/_catalog?ns=ghcr.io", map[string]int{"anonymous": 401, "ci": 403, "bob": 403, "wrong password": 401}},
+	}
+	for _, id := range identities {
+		for _, c := range catalogs {
+			t.Run(id.name+"/catalog "+c.path, func(t *testing.T) {
+				var hdr []string
+				if id.authz != "" {
+					hdr = []string{"Authorization", id.authz}
+				}
+				r := s.get(c.path, hdr...)
+				if r.status != c.want[id.name] {
+					t.Fatalf("status %d, want %d: %s", r.status, c.want[id.name], r.body)
+				}
+				checkDenial(t, r)
+			})
 		}
 	}
 	for _, id := range identities[:3] {
@@ -288,7 +317,10 @@ func TestPrivateContentDoesNotLeak(t *testing.T) {
 	if r := s.get("/v2/ghcr.io/myorg/app/manifests/v1", "Accept", acceptAll, "Authorization", ci); r.status != 200 {
 		t.Fatalf("ci's pull: %d %s", r.status, r.body)
 	}
-	secrets := map[string][]byte{}
+	if r := s.get("/v2/ghcr.io/myorg/app/referrers/"+s.privManifest.String(), "Authorization", ci); !bytes.Contains(r.body, []byte(s.privReferrer.String())) {
+		t.Fatalf("ci's referrers of the private manifest do not list its signature: %d %s", r.status, r.body)
+	}
+	secrets := map[string][]byte{s.privReferrer.String(): []byte(s.privReferrer.String())}
 	for _, d := range s.privBlobs {
 		r := s.get("/v2/ghcr.io/myorg/app/blobs/"+d.String(), "Authorization", ci)
 		if r.status != 200 {
@@ -320,9 +352,12 @@ func TestPrivateContentDoesNotLeak(t *testing.T) {
 	}
 	for _, c := range clients {
 		for _, n := range names {
-			for _, d := range digests {
+			for i, d := range append(digests, s.privManifest) {
 				kind := "blobs"
-				if d == s.privManifest {
+				switch {
+				case i == len(digests):
+					kind = "referrers" // what refers to the private manifest
+				case d == s.privManifest:
 					kind = "manifests"
 				}
 				for _, method := range []string{http.MethodGet, http.MethodHead} {
@@ -342,6 +377,14 @@ func TestPrivateContentDoesNotLeak(t *testing.T) {
 					var body bytes.Buffer
 					_, _ = body.ReadFrom(resp.Body)
 					resp.Body.Close()
+					if kind == "referrers" {
+						// Another repository's list (empty) reveals nothing;
+						// naming the private signature would.
+						if bytes.Contains(body.Bytes(), secrets[s.privReferrer.String()]) {
+							t.Errorf("%s %s %s (Host %q): lists the private manifest's signature", c.name, method, path, n.host)
+						}
+						continue
+					}
 					if resp.StatusCode < 400 {
 						t.Errorf("%s %s %s (Host %q): %d, want a refusal", c.name, method, path, n.host, resp.StatusCode)
 					}
