@@ -82,8 +82,7 @@ func startSecureMirror(t *testing.T, hub, ghcr *frontedUpstream) *secureMirror {
 // and pulls a private ghcr.io image the mirror holds credentials for; an
 // anonymous client, or one with a wrong password or a user the rules do not
 // admit, is refused it, while the public docker.io image pulls
-// anonymously. (docker login is not covered here: that needs a test-owned
-// Docker daemon.)
+// anonymously. (docker login: TestDockerLoginToTLSMirror.)
 func TestTLSMirrorWithLogins(t *testing.T) {
 	requireE2E(t)
 	hub := newFrontedUpstream(t, front{})
