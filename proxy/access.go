@@ -27,6 +27,25 @@ func (s *Server) authorize(w *recorder, r *http.Request, req Request) error {
 	return denialError(a, r, d)
 }
 
+// authorizeUnrouted decides a request for a registry this mirror does
+// not serve: an anonymous client the rules do not admit there gets the
+// login challenge it would get for a configured registry, so that probing
+// names tells it nothing; everyone else learns the registry is unknown.
+func (s *Server) authorizeUnrouted(r *http.Request, req Request) error {
+	a := s.opts.Auth
+	if a == nil {
+		return nil
+	}
+	id, d := a.Authenticate(r)
+	if d == nil && id.Anonymous() {
+		d = a.Decide(id, accessTarget(req))
+	}
+	if d == nil {
+		return nil
+	}
+	return denialError(a, r, d)
+}
+
 // accessTarget is what the rules are asked about: the API root, a whole
 // registry (a route naming no repository, such as the catalog), or one
 // repository, named also as the client wrote it (tokens are scoped so).

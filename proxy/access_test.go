@@ -166,6 +166,9 @@ func TestAccessDecisions(t *testing.T) {
 			map[string]int{"anonymous": 401, "ci": 200, "bob": 200, "wrong password": 401}},
 		{"private registry, no rule", "ghcr.io/third/app", s.otherBlob,
 			map[string]int{"anonymous": 401, "ci": 403, "bob": 403, "wrong password": 401}},
+		// Probing names tells a client that has not logged in nothing.
+		{"registry not configured", "quay.io/org/app", s.otherBlob,
+			map[string]int{"anonymous": 401, "ci": 404, "bob": 404, "wrong password": 401}},
 	}
 	routes := []struct {
 		name string
@@ -252,6 +255,10 @@ func checkDenial(t *testing.T, r response) {
 	case 403:
 		if c := errorCode(t, r); c != CodeDenied {
 			t.Errorf("code %s, want DENIED", c)
+		}
+	case 404:
+		if c := errorCode(t, r); c != CodeNameUnknown {
+			t.Errorf("code %s, want NAME_UNKNOWN", c)
 		}
 	}
 }

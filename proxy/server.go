@@ -228,6 +228,11 @@ func (s *Server) dispatch(w *recorder, r *http.Request, req Request) error {
 	if req.Route != RouteBase {
 		var err error
 		if up, req, err = s.resolve(req, r.Host); err != nil {
+			// With logins on, a client that has not logged in learns
+			// nothing here, not even which registries are configured.
+			if derr := s.authorizeUnrouted(r, req); derr != nil {
+				return derr
+			}
 			return err
 		}
 		w.registry = req.Registry
