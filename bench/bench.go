@@ -25,42 +25,51 @@ type config struct {
 	multiSizes   []int64       // row 5 layers
 	hugeSize     int64         // row 6 layer
 	wanMBps      float64       // upstream link rate in row 5, MB/s
-	only         []int         // rows to run (1-6); empty runs all
+	herdSize     int64         // row 7 layer
+	herdClients  []int         // row 7 herd sizes
+	herdMBps     float64       // upstream link rate in row 7, MB/s
+	only         []int         // rows to run (1-7); empty runs all
 }
 
 const mib = 1 << 20
 
 func fullConfig() config {
 	return config{
-		dur:        8 * time.Second,
-		clients:    32,
-		reps:       3,
-		bigSize:    200 * mib,
-		smallSize:  600 * 1000,
-		multiSizes: []int64{5 * mib, 7 * mib, 9 * mib, 11 * mib, 13 * mib, 15 * mib, 18 * mib, 20 * mib},
-		hugeSize:   1024 * mib,
-		wanMBps:    50,
+		dur:         8 * time.Second,
+		clients:     32,
+		reps:        3,
+		bigSize:     200 * mib,
+		smallSize:   600 * 1000,
+		multiSizes:  []int64{5 * mib, 7 * mib, 9 * mib, 11 * mib, 13 * mib, 15 * mib, 18 * mib, 20 * mib},
+		hugeSize:    1024 * mib,
+		wanMBps:     50,
+		herdSize:    100 * mib,
+		herdClients: []int{1, 8, 32, 128},
+		herdMBps:    25,
 	}
 }
 
 func quickConfig() config {
 	return config{
-		quick:      true,
-		dur:        time.Second,
-		clients:    4,
-		reps:       1,
-		bigSize:    8 * mib,
-		smallSize:  600 * 1000,
-		multiSizes: []int64{1 * mib, 2 * mib, 1 * mib, 2 * mib},
-		hugeSize:   64 * mib,
-		wanMBps:    50,
+		quick:       true,
+		dur:         time.Second,
+		clients:     4,
+		reps:        1,
+		bigSize:     8 * mib,
+		smallSize:   600 * 1000,
+		multiSizes:  []int64{1 * mib, 2 * mib, 1 * mib, 2 * mib},
+		hugeSize:    64 * mib,
+		wanMBps:     50,
+		herdSize:    8 * mib,
+		herdClients: []int{1, 4},
+		herdMBps:    25,
 	}
 }
 
 // images the run pushes to the upstream.
 type images struct {
-	big, multi, huge *image
-	small            []*image
+	big, multi, huge, herd *image
+	small                  []*image
 }
 
 // bench holds the state of one run: the servers, the images and the report.
@@ -181,6 +190,7 @@ func (b *bench) makeImages(blobDir string) error {
 		{"library/big", []int64{b.cfg.bigSize}},
 		{"library/multi", b.cfg.multiSizes},
 		{"library/huge", []int64{b.cfg.hugeSize}},
+		{"library/herd", []int64{b.cfg.herdSize}},
 		{"library/small1", []int64{b.cfg.smallSize, b.cfg.smallSize + 4096}},
 		{"library/small2", []int64{b.cfg.smallSize + 8192, b.cfg.smallSize + 12288}},
 		{"library/small3", []int64{b.cfg.smallSize + 16384, b.cfg.smallSize + 20480}},
@@ -193,13 +203,15 @@ func (b *bench) makeImages(blobDir string) error {
 		}
 		built[i] = im
 	}
-	b.im = images{big: built[0], multi: built[1], huge: built[2], small: built[3:]}
+	b.im = images{big: built[0], multi: built[1], huge: built[2], herd: built[3], small: built[4:]}
 	b.logf("generated %d images in %s", len(built), time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
 // all returns every image.
-func (im images) all() []*image { return append([]*image{im.big, im.multi, im.huge}, im.small...) }
+func (im images) all() []*image {
+	return append([]*image{im.big, im.multi, im.huge, im.herd}, im.small...)
+}
 
 // startUpstream starts the upstream registry, pushes the images to it and
 // puts the counting proxy in front of it.

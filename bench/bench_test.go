@@ -156,7 +156,7 @@ func TestParseRows(t *testing.T) {
 }
 
 func TestParseRowsRejectsUnknownRow(t *testing.T) {
-	if _, err := parseRows("7"); err == nil {
-		t.Error("parseRows(\"7\"): want an error")
+	if _, err := parseRows("8"); err == nil {
+		t.Error("parseRows(\"8\"): want an error")
 	}
 }

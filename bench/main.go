@@ -73,6 +73,8 @@ func parseFlags(args []string, stderr io.Writer) (config, string, error) {
 	reps := fs.Int("reps", 0, "rounds per server in rows 1-4, reported as the median (default 3, 1 with -quick)")
 	wan := fs.Float64("wan", 0, "upstream link rate in row 5, MB/s (default 50)")
 	only := fs.String("rows", "", "comma-separated rows to run, e.g. 2,4 (default: all)")
+	herd := fs.String("herd", "", "herd sizes in row 7, e.g. 1,8,32,128 (default; 1,4 with -quick)")
+	uplink := fs.Float64("uplink", 0, "upstream link rate in row 7, MB/s (default 25)")
 	err := fs.Parse(args)
 	if err != nil {
 		return config{}, "", err
@@ -97,6 +99,14 @@ func parseFlags(args []string, stderr io.Writer) (config, string, error) {
 	if *reps > 0 {
 		cfg.reps = *reps
 	}
+	if *herd != "" {
+		if cfg.herdClients, err = parseCounts(*herd); err != nil {
+			return config{}, "", err
+		}
+	}
+	if *uplink > 0 {
+		cfg.herdMBps = *uplink
+	}
 	return cfg, *out, nil
 }
 
@@ -112,7 +122,7 @@ func writeReport(path string, rep *report) error {
 	return nil
 }
 
-// parseRows parses "2,4" into [2 4]; every row must be 1 to 6.
+// parseRows parses "2,4" into [2 4]; every row must be 1 to 7.
 func parseRows(s string) ([]int, error) {
 	if s == "" {
 		return nil, nil
@@ -120,10 +130,23 @@ func parseRows(s string) ([]int, error) {
 	var rows []int
 	for _, f := range strings.Split(s, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 1 || n > 6 {
-			return nil, fmt.Errorf("-rows: %q is not a row from 1 to 6", f)
+		if err != nil || n < 1 || n > 7 {
+			return nil, fmt.Errorf("-rows: %q is not a row from 1 to 7", f)
 		}
 		rows = append(rows, n)
 	}
 	return rows, nil
+}
+
+// parseCounts parses "1,8,32" into [1 8 32]; every count must be positive.
+func parseCounts(s string) ([]int, error) {
+	var ns []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("-herd: %q is not a positive count", f)
+		}
+		ns = append(ns, n)
+	}
+	return ns, nil
 }

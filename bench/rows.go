@@ -32,13 +32,13 @@ func (b *bench) serverFor(s side) *server {
 // errNotRunning marks a measurement of a server that could not be started.
 var errNotRunning = errors.New("server not running")
 
-// opTimeout bounds any single multi-client operation (rows 5 and 6).
+// opTimeout bounds any single multi-client operation (rows 5 to 7).
 const opTimeout = 10 * time.Minute
 
-// measureAll runs the six rows in order; a failure in one row is reported
+// measureAll runs the seven rows in order; a failure in one row is reported
 // in the table and the run goes on.
 func (b *bench) measureAll(ctx context.Context) {
-	rows := []func(context.Context){b.rowWarmBig, b.rowWarmSmall, b.rowManifests, b.rowColdPull, b.rowHerd, b.rowMemory}
+	rows := []func(context.Context){b.rowWarmBig, b.rowWarmSmall, b.rowManifests, b.rowColdPull, b.rowHerd, b.rowMemory, b.rowHerdFanOut}
 	for i, r := range rows {
 		if ctx.Err() != nil {
 			return
