@@ -71,9 +71,12 @@ func (b *bench) rowHerdFanOut(ctx context.Context) {
 			bound = warm
 		}
 		r.ratio = ratioOf(r.pc, bound)
-		r.note = fmt.Sprintf("herd/direct %s, herd/warm %s; direct %s s, warm fan-out %s s; upstream GETs of the layer: %s",
+		r.note = fmt.Sprintf("herd/direct %s, herd/warm %s; direct %s s, warm fan-out %s s; "+
+			"pullcache CPU s: herd %s, warm %s; upstream GETs of the layer: %s",
 			ratioOf(r.pc, dcell).format("%.2f×"), ratioOf(r.pc, warm).format("%.2f×"),
-			dcell.format("%.2f"), warm.format("%.2f"), intsText(s.gets))
+			dcell.format("%.2f"), warm.format("%.2f"),
+			medianCell(s.herdCPU, b.cfg.reps).format("%.2f"), medianCell(s.warmCPU, b.cfg.reps).format("%.2f"),
+			intsText(s.gets))
 	}
 	if len(gets) > 0 {
 		r := b.rep.add(&row{id: "7 GETs", workload: "herd fan-out, every N and round",
@@ -89,10 +92,12 @@ func (b *bench) rowHerdFanOut(ctx context.Context) {
 }
 
 // herdSamples are row 7's measurements for one N: herd and warm fan-out
-// wall seconds, and the upstream GETs of the layer during each herd.
+// wall seconds and pullcache's CPU seconds, and the upstream GETs of the
+// layer during each herd.
 type herdSamples struct {
-	herd, warm []float64
-	gets       []int
+	herd, warm       []float64
+	herdCPU, warmCPU []float64 // pullcache's CPU seconds during each
+	gets             []int
 }
 
 // herdRound measures one herd of n clients and then the warm fan-out of the
@@ -107,6 +112,10 @@ func (b *bench) herdRound(ctx context.Context, im *image, n int, into *herdSampl
 	l := im.Layers[0]
 	u := blobURL(b.pc.base, im.Repo, l.Digest)
 	b.up.counts.reset()
+	cpu0, err := processCPU(b.pc.proc.pid())
+	if err != nil {
+		return err
+	}
 	start := time.Now()
 	if _, err := fetchManifest(ctx, b.client, fmt.Sprintf("%s/v2/%s/manifests/%s", b.pc.base, im.Repo, im.Tag), im.ManifestDigest); err != nil {
 		return err
@@ -118,12 +127,22 @@ func (b *bench) herdRound(ctx context.Context, im *image, n int, into *herdSampl
 	}
 	herd := time.Since(start)
 	gets := b.up.counts.blobGetsFor([]string{l.Digest})[0]
+	cpu1, err := processCPU(b.pc.proc.pid())
+	if err != nil {
+		return err
+	}
 	warm, err := together(ctx, n, func(ctx context.Context, i int) error {
 		return countBlob(ctx, b.client, u, l.Size, l.Digest, i == 0)
 	})
 	if err != nil {
 		return fmt.Errorf("warm fan-out: %w", err)
 	}
+	cpu2, err := processCPU(b.pc.proc.pid())
+	if err != nil {
+		return err
+	}
+	into.herdCPU = append(into.herdCPU, cpu1-cpu0)
+	into.warmCPU = append(into.warmCPU, cpu2-cpu1)
 	into.herd = append(into.herd, herd.Seconds())
 	into.warm = append(into.warm, warm.Seconds())
 	into.gets = append(into.gets, gets)

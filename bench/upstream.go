@@ -174,6 +174,11 @@ func (p *pacer) setRate(bytesPerSec float64) {
 	p.next = time.Time{}
 }
 
+// linkBurst is how far the paced link may run ahead of its rate after a
+// pause: enough to absorb a timer that fires a few milliseconds late on a
+// loaded machine, small next to any transfer the rows time.
+const linkBurst = 20 * time.Millisecond
+
 // wait blocks until n bytes have had their turn on the link, or until done
 // is closed (the client went away).
 func (p *pacer) wait(done <-chan struct{}, n int) error {
@@ -183,8 +188,11 @@ func (p *pacer) wait(done <-chan struct{}, n int) error {
 		return nil
 	}
 	now := time.Now()
-	if p.next.Before(now) {
-		p.next = now
+	// A link idle for a while does not save up more than linkBurst of
+	// credit; a reader woken late by its timer keeps the credit it is
+	// owed, so timer lateness under load does not slow the link down.
+	if earliest := now.Add(-linkBurst); p.next.Before(earliest) {
+		p.next = earliest
 	}
 	p.next = p.next.Add(time.Duration(float64(n) / p.rate * float64(time.Second)))
 	d := p.next.Sub(now)
