@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -43,6 +44,10 @@ type Fill struct {
 	// started is when the fill began (for the console's fills in progress).
 	started time.Time
 
+	// view is what readers see, published by the fill at each wake-up;
+	// readers load it without taking mu.
+	view atomic.Pointer[fillView]
+
 	mu      sync.Mutex
 	size    int64
 	written int64
@@ -51,11 +56,35 @@ type Fill struct {
 	// verified: every byte arrived and matched the digest; readers may
 	// have them all while the file is made durable and committed.
 	verified bool
-	wake     chan struct{} // closed and replaced on every change
-	path     string        // the temp file, then the committed blob
-	file     *os.File      // open while the fill or a reader holds a reference
+	// woken is written as of the last wake-up, at lastWake; pending, when
+	// set, wakes readers for the bytes that arrived since.
+	woken    int64
+	lastWake time.Time
+	pending  *time.Timer
+	path     string   // the temp file, then the committed blob
+	file     *os.File // open while the fill or a reader holds a reference
 	refs     int
 }
+
+// fillView is one published state of a fill: immutable, replaced (and its
+// wake closed) at the next wake-up.
+type fillView struct {
+	avail    int64 // bytes a reader may read
+	complete bool  // avail is the whole blob
+	err      error // the fill failed
+	wake     chan struct{}
+}
+
+// Readers are woken in batches: a fill reading a fast upstream in small
+// pieces (a TLS record is 16 KiB) would otherwise wake every follower, and
+// cost each a sendfile, per piece. A wake-up happens when wakeBytes more
+// have arrived or wakeEvery has passed since the last one, whichever comes
+// first; the first bytes, the verified end and a failure wake readers at
+// once.
+const (
+	wakeBytes = 64 << 10
+	wakeEvery = 2 * time.Millisecond
+)
 
 // Ready is closed once the source has answered: then Size and OpenErr are set.
 func (f *Fill) Ready() <-chan struct{} { return f.ready }
@@ -105,9 +134,34 @@ func (f *Fill) completeLocked() bool {
 	return f.verified || (f.final && f.err == nil)
 }
 
-func (f *Fill) notifyLocked() {
-	close(f.wake)
-	f.wake = make(chan struct{})
+// publishLocked wakes every reader with the fill's state now.
+func (f *Fill) publishLocked(now time.Time) {
+	f.woken, f.lastWake = f.written, now
+	if f.pending != nil {
+		f.pending.Stop()
+		f.pending = nil
+	}
+	next := &fillView{avail: f.visibleLocked(), complete: f.completeLocked(), err: f.err, wake: make(chan struct{})}
+	if old := f.view.Swap(next); old != nil {
+		close(old.wake)
+	}
+}
+
+// wakeLaterLocked makes sure the bytes that arrived since the last
+// wake-up reach readers at most wakeEvery after it.
+func (f *Fill) wakeLaterLocked(now time.Time) {
+	if f.pending == nil {
+		f.pending = time.AfterFunc(f.lastWake.Add(wakeEvery).Sub(now), f.wakePending)
+	}
+}
+
+func (f *Fill) wakePending() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.pending = nil
+	if f.written > f.woken && !f.final {
+		f.publishLocked(time.Now())
+	}
 }
 
 // NewReader returns a reader of the blob from its first byte. It blocks in
@@ -124,7 +178,7 @@ func (f *Fill) NewReader(ctx context.Context) (*FillReader, error) {
 		f.file = file
 	}
 	f.refs++
-	return &FillReader{f: f, ctx: ctx}, nil
+	return &FillReader{f: f, ctx: ctx, file: f.file}, nil
 }
 
 func (f *Fill) release() {
@@ -142,6 +196,7 @@ func (f *Fill) release() {
 type FillReader struct {
 	f      *Fill
 	ctx    context.Context
+	file   *os.File // the fill's, kept open by the reader's reference
 	off    int64
 	closed bool
 	// BeforeWait, if set, runs each time Read is about to wait for bytes:
@@ -163,7 +218,7 @@ func (r *FillReader) Read(p []byte) (int, error) {
 			return 0, err
 		}
 		if r.off < st.avail {
-			n, rerr := st.file.ReadAt(p[:min(int64(len(p)), st.avail-r.off)], r.off)
+			n, rerr := r.file.ReadAt(p[:min(int64(len(p)), st.avail-r.off)], r.off)
 			r.off += int64(n)
 			if n > 0 {
 				return n, nil
@@ -213,23 +268,16 @@ func (r *FillReader) WriteTo(w io.Writer) (int64, error) {
 	}
 }
 
-// fillState is what a reader sees of its fill at one moment.
-type fillState struct {
-	avail    int64         // bytes it may read
-	complete bool          // avail is the whole blob
-	wake     chan struct{} // closed at the next change
-	file     *os.File
-}
-
-// state snapshots the fill; a failed fill is the reader's error.
-func (r *FillReader) state() (fillState, error) {
-	r.f.mu.Lock()
-	defer r.f.mu.Unlock()
-	if r.f.err != nil {
-		r.Failed = r.f.err
-		return fillState{}, r.f.err
+// state is the fill as last published; a failed fill is the reader's
+// error. It takes no lock: a herd of readers woken at once does not queue
+// on the fill's mutex.
+func (r *FillReader) state() (*fillView, error) {
+	v := r.f.view.Load()
+	if v.err != nil {
+		r.Failed = v.err
+		return nil, v.err
 	}
-	return fillState{avail: r.f.visibleLocked(), complete: r.f.completeLocked(), wake: r.f.wake, file: r.f.file}, nil
+	return v, nil
 }
 
 // wait blocks until the fill changes or the reader's context ends.
@@ -250,13 +298,7 @@ func (r *FillReader) wait(wake <-chan struct{}) error {
 // description of its own (not a dup, which would share the offset), found
 // through /proc while the reader's reference keeps the fill's file open.
 func (r *FillReader) ownFile() (*os.File, error) {
-	r.f.mu.Lock()
-	src := r.f.file
-	r.f.mu.Unlock()
-	if src == nil {
-		return nil, errors.New("fill file closed")
-	}
-	file, err := os.Open(fmt.Sprintf("/proc/self/fd/%d", src.Fd()))
+	file, err := os.Open(fmt.Sprintf("/proc/self/fd/%d", r.file.Fd()))
 	if err != nil {
 		return nil, err
 	}
@@ -353,8 +395,10 @@ func (s *Store) StartFill(h v1.Hash, size int64, origin string, open Source) (f 
 }
 
 func newFill(h v1.Hash, origin, path string) *Fill {
-	return &Fill{digest: h, Origin: origin, ready: make(chan struct{}), done: make(chan struct{}),
-		started: time.Now(), size: -1, wake: make(chan struct{}), path: path}
+	f := &Fill{digest: h, Origin: origin, ready: make(chan struct{}), done: make(chan struct{}),
+		started: time.Now(), size: -1, path: path}
+	f.view.Store(&fillView{wake: make(chan struct{})})
+	return f
 }
 
 // committedFill is a finished fill of a committed blob; its file is opened
@@ -362,6 +406,7 @@ func newFill(h v1.Hash, origin, path string) *Fill {
 func committedFill(h v1.Hash, path string, size int64) *Fill {
 	f := newFill(h, "", path)
 	f.size, f.written, f.final = size, size, true
+	f.publishLocked(time.Now())
 	close(f.ready)
 	close(f.done)
 	return f
@@ -532,24 +577,35 @@ func (s *Store) commit(f *Fill, tmpName string) error {
 	return nil
 }
 
+// advance records that the file holds n bytes and wakes readers when the
+// batching rule says so (see wakeBytes).
 func (f *Fill) advance(n int64) {
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.written = n
-	f.notifyLocked()
-	f.mu.Unlock()
+	now := time.Now()
+	// f.woken <= 1: readers have not been shown a byte yet (the last one
+	// is held back), so these are the first bytes and go out at once.
+	if f.woken <= 1 || n-f.woken >= wakeBytes || now.Sub(f.lastWake) >= wakeEvery {
+		f.publishLocked(now)
+		return
+	}
+	f.wakeLaterLocked(now)
 }
 
+// verify releases the held-back end: every byte is there and right.
 func (f *Fill) verify() {
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.verified = true
-	f.notifyLocked()
-	f.mu.Unlock()
+	f.publishLocked(time.Now())
 }
 
 // fail records an error before the source answered.
 func (f *Fill) fail(err error) {
 	f.mu.Lock()
 	f.err = err
+	f.publishLocked(time.Now())
 	f.mu.Unlock()
 	close(f.ready)
 }
@@ -563,7 +619,7 @@ func (f *Fill) finish(err error) {
 	if f.size < 0 && err == nil {
 		f.size = f.written
 	}
-	f.notifyLocked()
+	f.publishLocked(time.Now())
 	f.mu.Unlock()
 	close(f.done)
 }
