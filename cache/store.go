@@ -41,6 +41,9 @@ type Options struct {
 	// again from the same origin; it doubles with each consecutive failure,
 	// up to 5 minutes. Default 1s.
 	FillRetryBackoff time.Duration
+	// OpenBlobs is how many hot blobs keep descriptors open between
+	// requests (a few each). Default 256.
+	OpenBlobs int
 }
 
 // Store is the on-disk cache. It is safe for concurrent use; one process
@@ -56,6 +59,7 @@ type Store struct {
 	// Links are never removed while the store is open, so a hit stays true.
 	hotLink *lru.Cache[string, struct{}]
 	fills   fillSet
+	files   *blobFiles
 	access  *accessLog
 	wg      sync.WaitGroup
 	closed  sync.Once
@@ -83,6 +87,7 @@ func Open(opts Options) (*Store, error) {
 	s.hotLink, _ = lru.New[string, struct{}](opts.HotEntries * 4)
 	s.fills.m = map[v1.Hash]*Fill{}
 	s.fills.failed = newFailures(opts.FillRetryBackoff)
+	s.files = newBlobFiles(opts.OpenBlobs)
 	s.access = newAccessLog(db, opts.Logger)
 	return s, nil
 }
@@ -102,6 +107,9 @@ func withDefaults(o Options) Options {
 	}
 	if o.FillRetryBackoff <= 0 {
 		o.FillRetryBackoff = time.Second
+	}
+	if o.OpenBlobs <= 0 {
+		o.OpenBlobs = 256
 	}
 	return o
 }
@@ -142,6 +150,7 @@ func (s *Store) Close() error {
 	s.closed.Do(func() {
 		s.fills.closeAll()
 		s.wg.Wait()
+		s.files.closeAll()
 		s.access.close()
 		s.cerr = s.db.Close()
 	})

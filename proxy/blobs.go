@@ -18,14 +18,14 @@ func (s *Server) serveBlob(w *recorder, r *http.Request, up Upstream, req Reques
 	repo := cache.Repo{Registry: req.Registry, Name: req.Repo}
 	d := req.Digest
 	setBlobHeaders(w.Header(), d)
-	if file, size, err := s.store.OpenBlob(d); err == nil {
+	if file, err := s.store.LendBlob(d); err == nil {
 		defer file.Close()
 		if err := s.authorizeBlob(r.Context(), up, repo, d); err != nil {
 			return err
 		}
 		w.setSource(fromCache)
 		s.metrics.cache.WithLabelValues("blob", string(fromCache)).Inc()
-		serveContent(w, r, size, file)
+		serveContent(w, r, file.Size(), file)
 		return nil
 	}
 	if s.opts.Offline {

@@ -134,6 +134,11 @@ func TestBlobColdWarmAndRange(t *testing.T) {
 	if got := r.header.Get("Content-Range"); got != fmt.Sprintf("bytes 10-19/%d", len(want)) {
 		t.Errorf("Content-Range = %q", got)
 	}
+	// The descriptor that served the range is lent again: a whole GET
+	// still starts at the first byte.
+	if r := e.get(path); r.status != http.StatusOK || !bytes.Equal(r.body, want) {
+		t.Fatalf("GET after a range: status %d, %d bytes", r.status, len(r.body))
+	}
 	r = e.get(path, "Range", fmt.Sprintf("bytes=%d-", len(want)+10))
 	if r.status != http.StatusRequestedRangeNotSatisfiable {
 		t.Errorf("unsatisfiable range: status %d", r.status)
