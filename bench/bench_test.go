@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -158,5 +159,34 @@ func TestParseRows(t *testing.T) {
 func TestParseRowsRejectsUnknownRow(t *testing.T) {
 	if _, err := parseRows("8"); err == nil {
 		t.Error("parseRows(\"8\"): want an error")
+	}
+}
+
+func TestMergeReports(t *testing.T) {
+	dir := t.TempDir()
+	var paths []string
+	for i, v := range []string{"1.20", "0.90", "1.10"} {
+		p := dir + "/r" + strconv.Itoa(i) + ".md"
+		report := "- load average at start / end of the run: 1 2 3 / 4 5 6\n\n" +
+			"| # | workload | metric | pullcache | nginx | reference proxy | ratio | target | result | notes |\n" +
+			"|---|---|---|---|---|---|---|---|---|---|\n" +
+			"| 4a | cold pull | seconds | " + v + " | – | 2.00 | " + v + "× vs direct | ≤1.15× | X | n |\n" +
+			"| 6 | memory | MiB | 2" + strconv.Itoa(i) + " | – | – | – | ≤100 MiB | X | n |\n"
+		if err := os.WriteFile(p, []byte(report), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	var out strings.Builder
+	if err := mergeReports(paths, &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"| 4a | cold pull | seconds | 1.100 (0.900–1.200) | – | 2 (2–2) | 1.100× (0.900–1.200) vs direct | ≤1.15× | PASS |",
+		"| 6 | memory | MiB | 21 (20–22) | – | – | – | ≤100 MiB | PASS |",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("merged report lacks %q:\n%s", want, out.String())
+		}
 	}
 }

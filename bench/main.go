@@ -7,6 +7,7 @@
 //
 //	go run ./bench            # full mode, a few minutes on 2 cores
 //	go run ./bench -quick     # smoke mode, small sizes, under ~90 s
+//	go run ./bench -merge a.md b.md c.md   # medians and spread of reports written with -o
 //
 // It is not a load test of anything but loopback servers it starts itself,
 // and it asserts nothing: it reports.
@@ -14,6 +15,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -33,6 +35,12 @@ func main() {
 }
 
 func mainErr(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "-merge" {
+		if len(args) < 2 {
+			return errors.New("-merge: name the report files (written with -o)")
+		}
+		return mergeReports(args[1:], stdout)
+	}
 	cfg, out, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
