@@ -535,9 +535,11 @@ func (s *Store) copyFill(at attempt, f *Fill, h hash.Hash, size, n int64) (int64
 			if _, err := f.file.WriteAt(buf[:k], n); err != nil {
 				return n, fmt.Errorf("write temp file: %w", err)
 			}
-			h.Write(buf[:k])
 			n += int64(k)
+			// Readers may send these bytes while they are hashed: only the
+			// last byte waits for the digest (verify).
 			f.advance(n)
+			h.Write(buf[:k])
 		}
 		if errors.Is(rerr, io.EOF) {
 			break
