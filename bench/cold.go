@@ -268,7 +268,7 @@ func (b *bench) rowMemory(ctx context.Context) {
 	// Only the first client hashes what it receives: hashing n copies would
 	// make the benchmark's own CPU the bottleneck.
 	wall, err := together(opCtx, b.cfg.clients, func(ctx context.Context, i int) error {
-		return countBlob(ctx, b.client, u, l.Size, l.Digest, i == 0)
+		return fetchBlob(ctx, b.client, u, l.Size, l.Digest, i == 0)
 	})
 	if err != nil {
 		b.record(&r.pc, "row 6 pullcache", 0, err)

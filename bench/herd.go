@@ -2,11 +2,7 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
 	"fmt"
-	"hash"
-	"io"
-	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -121,7 +117,7 @@ func (b *bench) herdRound(ctx context.Context, im *image, n int, into *herdSampl
 		return err
 	}
 	if _, err := together(ctx, n, func(ctx context.Context, i int) error {
-		return countBlob(ctx, b.client, u, l.Size, l.Digest, i == 0)
+		return fetchBlob(ctx, b.client, u, l.Size, l.Digest, i == 0)
 	}); err != nil {
 		return fmt.Errorf("herd: %w", err)
 	}
@@ -132,7 +128,7 @@ func (b *bench) herdRound(ctx context.Context, im *image, n int, into *herdSampl
 		return err
 	}
 	warm, err := together(ctx, n, func(ctx context.Context, i int) error {
-		return countBlob(ctx, b.client, u, l.Size, l.Digest, i == 0)
+		return fetchBlob(ctx, b.client, u, l.Size, l.Digest, i == 0)
 	})
 	if err != nil {
 		return fmt.Errorf("warm fan-out: %w", err)
@@ -159,45 +155,10 @@ func (b *bench) directPull(ctx context.Context, im *image) (time.Duration, error
 	if _, err := fetchManifest(ctx, b.client, fmt.Sprintf("%s/v2/%s/manifests/%s", b.up.url, im.Repo, im.Tag), im.ManifestDigest); err != nil {
 		return 0, err
 	}
-	if err := countBlob(ctx, b.client, blobURL(b.up.url, im.Repo, l.Digest), l.Size, l.Digest, true); err != nil {
+	if err := fetchBlob(ctx, b.client, blobURL(b.up.url, im.Repo, l.Digest), l.Size, l.Digest, true); err != nil {
 		return 0, err
 	}
 	return time.Since(start), nil
-}
-
-// clientBuf is what a bench client reads per call: large enough that 128
-// in-process clients of a 100 MiB blob cost a few syscalls per MiB (an
-// io.Copy into io.Discard reads 8 KiB at a time).
-const clientBuf = 256 << 10
-
-// countBlob GETs url, reading the body in clientBuf pieces and counting
-// them; with verify it also checks the sha256 against digest. It is the
-// cheap client of rows 6 and 7: many of them share the server's cores.
-func countBlob(ctx context.Context, client *http.Client, url string, size int64, digest string, verify bool) error {
-	resp, err := get(ctx, client, url, "")
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	var h hash.Hash
-	var w io.Writer = &countWriter{}
-	if verify {
-		h = sha256.New()
-		w = h
-	}
-	// Neither the hash nor countWriter has ReadFrom, and the body has no
-	// WriteTo, so CopyBuffer really reads clientBuf at a time.
-	n, err := io.CopyBuffer(w, resp.Body, make([]byte, clientBuf))
-	if err != nil {
-		return fmt.Errorf("GET %s: after %d bytes: %w", url, n, err)
-	}
-	if n != size {
-		return fmt.Errorf("GET %s: got %d bytes, want %d", url, n, size)
-	}
-	if verify && hexDigest(h) != digest {
-		return fmt.Errorf("GET %s: body has digest %s", url, hexDigest(h))
-	}
-	return nil
 }
 
 // intsText prints counts as "1, 1, 1".

@@ -78,6 +78,20 @@ func (w *wakeFixture) arrive(k int) {
 	w.f.advance(w.n)
 }
 
+// startedWakeFixture is a fixture whose follower has had its first bytes.
+func startedWakeFixture(t *testing.T, size int) *wakeFixture {
+	w := newWakeFixture(t, size)
+	w.arrive(100)
+	w.seen()
+	return w
+}
+
+// stop fails the fill and waits for the follower to end.
+func (w *wakeFixture) stop() {
+	w.f.finish(errors.New("end of test"))
+	<-w.err
+}
+
 // seen waits until the follower is blocked again and returns what it has.
 func (w *wakeFixture) seen() int64 {
 	synctest.Wait()
@@ -99,16 +113,13 @@ func TestFirstBytesReachFollowersAtOnce(t *testing.T) {
 		if d := time.Since(start); d != 0 {
 			t.Errorf("the first bytes took %v of the fake clock", d)
 		}
-		w.f.finish(errors.New("end of test"))
-		<-w.err
+		w.stop()
 	})
 }
 
 func TestSmallPiecesAreBatchedForAtMostWakeEvery(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		w := newWakeFixture(t, 1<<20)
-		w.arrive(100)
-		w.seen()
+		w := startedWakeFixture(t, 1<<20)
 		start := time.Now()
 		for range 10 {
 			w.arrive(1000) // 10 000 bytes, far below wakeBytes
@@ -123,30 +134,24 @@ func TestSmallPiecesAreBatchedForAtMostWakeEvery(t *testing.T) {
 		if d := time.Since(start); d != wakeEvery {
 			t.Errorf("batched bytes reached the follower after %v, want %v", d, wakeEvery)
 		}
-		w.f.finish(errors.New("end of test"))
-		<-w.err
+		w.stop()
 	})
 }
 
 func TestWakeBytesWakeFollowersAtOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		w := newWakeFixture(t, 1<<20)
-		w.arrive(100)
-		w.seen()
+		w := startedWakeFixture(t, 1<<20)
 		w.arrive(wakeBytes)
 		if got := w.seen(); got != w.n-1 {
 			t.Fatalf("after wakeBytes more the follower has %d bytes, want %d", got, w.n-1)
 		}
-		w.f.finish(errors.New("end of test"))
-		<-w.err
+		w.stop()
 	})
 }
 
 func TestVerifiedEndReachesFollowersAtOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		w := newWakeFixture(t, 5000)
-		w.arrive(100)
-		w.seen()
+		w := startedWakeFixture(t, 5000)
 		w.arrive(4900) // the rest, batched: no wake-up yet
 		start := time.Now()
 		w.f.verify()
@@ -165,9 +170,7 @@ func TestVerifiedEndReachesFollowersAtOnce(t *testing.T) {
 
 func TestFailureReachesFollowersAtOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		w := newWakeFixture(t, 1<<20)
-		w.arrive(100)
-		w.seen()
+		w := startedWakeFixture(t, 1<<20)
 		w.arrive(10)
 		cut := errors.New("connection reset")
 		w.f.finish(cut)
