@@ -97,6 +97,12 @@ func (w *recorder) ReadFrom(src io.Reader) (int64, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
+	if w.bytes == 0 {
+		// Headers first: with nothing sent yet, net/http would copy the
+		// body's first 512 bytes through a buffer (a read and a copy)
+		// before it switches to sendfile.
+		_ = http.NewResponseController(w.ResponseWriter).Flush()
+	}
 	n, err := io.Copy(w.ResponseWriter, src)
 	w.bytes += n
 	return n, err
