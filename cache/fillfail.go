@@ -95,6 +95,7 @@ func (fs *failures) recent(h v1.Hash, origin string, now time.Time) (*RecentFail
 func failedFill(h v1.Hash, origin string, err error) *Fill {
 	f := newFill(h, origin, "")
 	f.err, f.final = err, true
+	f.publishLocked(time.Now()) // readers see the failure
 	close(f.ready)
 	close(f.done)
 	return f

@@ -250,3 +250,16 @@ func TestFollowersSeeEveryByteInOrder(t *testing.T) {
 		t.Fatal(f.Err())
 	}
 }
+
+func TestReaderOfARecentlyFailedFillGetsTheFailure(t *testing.T) {
+	cut := errors.New("upstream broke")
+	f := failedFill(digestOf([]byte("x")), "r", cut)
+	rd, err := f.NewReader(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	if _, err := rd.Read(make([]byte, 1)); !errors.Is(err, cut) {
+		t.Fatalf("Read of a failed fill: %v, want its failure", err)
+	}
+}
