@@ -18,11 +18,12 @@ type mergedRow struct {
 
 // mergeReports reads the reports written by -o and prints one table whose
 // cells are the median over the reports with their spread (min–max), and
-// whose result judges the median against the target.
+// whose result judges the median against the target; then every run's
+// notes and detail lines.
 func mergeReports(paths []string, w io.Writer) error {
 	var order []string
 	rows := map[string]*mergedRow{}
-	var loads []string
+	var loads, notes []string
 	for _, p := range paths {
 		b, err := os.ReadFile(p)
 		if err != nil {
@@ -32,6 +33,9 @@ func mergeReports(paths []string, w io.Writer) error {
 		for _, line := range strings.Split(string(b), "\n") {
 			if rest, ok := strings.CutPrefix(line, "- load average at start / end of the run: "); ok {
 				loads = append(loads, fmt.Sprintf("%s: %s", p, rest))
+			}
+			if rest, ok := strings.CutPrefix(line, "- row "); ok {
+				notes = append(notes, fmt.Sprintf("row %s (%s)", rest, p))
 			}
 			f := tableCells(line)
 			if len(f) != 10 || f[0] == "#" || strings.HasPrefix(f[0], "---") {
@@ -45,6 +49,9 @@ func mergeReports(paths []string, w io.Writer) error {
 			}
 			for i, c := range []string{f[3], f[4], f[5], f[6]} {
 				r.cols[i] = append(r.cols[i], c)
+			}
+			if f[9] != "" {
+				notes = append(notes, fmt.Sprintf("%s (%s): %s", f[0], p, f[9]))
 			}
 			n++
 		}
@@ -79,6 +86,13 @@ func mergeReports(paths []string, w io.Writer) error {
 		}
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 			r.id, r.workload, r.metric, cells[0], cells[1], cells[2], cells[3], r.target, result)
+	}
+	// Each run's notes and details, as they were: the medians above do
+	// not cover them.
+	fmt.Fprintln(w)
+	slices.Sort(notes)
+	for _, n := range notes {
+		fmt.Fprintf(w, "- %s\n", n)
 	}
 	return nil
 }
