@@ -2,7 +2,6 @@ package cache
 
 import (
 	"encoding/binary"
-	"log/slog"
 	"sync"
 	"time"
 
@@ -13,8 +12,7 @@ import (
 // accessLog collects last-access times in memory and writes them to the
 // index in batches, so that serving a warm blob costs no index write.
 type accessLog struct {
-	db   *badger.DB
-	log  *slog.Logger
+	s    *Store
 	mu   sync.Mutex
 	seen map[v1.Hash]int64
 	stop chan struct{}
@@ -23,14 +21,14 @@ type accessLog struct {
 
 const accessFlushEvery = 30 * time.Second
 
-func newAccessLog(db *badger.DB, log *slog.Logger) *accessLog {
-	a := &accessLog{db: db, log: log, seen: map[v1.Hash]int64{}, stop: make(chan struct{}), done: make(chan struct{})}
+func newAccessLog(s *Store) *accessLog {
+	a := &accessLog{s: s, seen: map[v1.Hash]int64{}, stop: make(chan struct{}), done: make(chan struct{})}
 	go a.loop()
 	return a
 }
 
 func (a *accessLog) touch(h v1.Hash) {
-	now := time.Now().Unix()
+	now := a.s.now().Unix()
 	a.mu.Lock()
 	a.seen[h] = now
 	a.mu.Unlock()
@@ -59,17 +57,33 @@ func (a *accessLog) flush() {
 	if len(seen) == 0 {
 		return
 	}
-	wb := a.db.NewWriteBatch()
+	if err := a.s.gate.allow(); err != nil {
+		a.keep(seen) // written once the disk has room again
+		return
+	}
+	wb := a.s.db.NewWriteBatch()
 	defer wb.Cancel()
 	for h, at := range seen {
 		v := binary.BigEndian.AppendUint64(nil, uint64(at))
 		if err := wb.Set(accessKey(h), v); err != nil {
-			a.log.Warn("record access times", "err", err)
+			a.s.log.Warn("record access times", "err", err)
 			return
 		}
 	}
 	if err := wb.Flush(); err != nil {
-		a.log.Warn("record access times", "err", err)
+		a.s.log.Warn("record access times", "err", err)
+	}
+}
+
+// keep puts back access times that could not be written, unless newer
+// ones were recorded meanwhile.
+func (a *accessLog) keep(seen map[v1.Hash]int64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for h, at := range seen {
+		if a.seen[h] < at {
+			a.seen[h] = at
+		}
 	}
 }
 

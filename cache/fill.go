@@ -64,6 +64,7 @@ type Fill struct {
 	path     string   // the temp file, then the committed blob
 	file     *os.File // open while the fill or a reader holds a reference
 	refs     int
+	room     *reservation // the room admitted for it, until it commits
 }
 
 // fillView is one published state of a fill: immutable, replaced (and its
@@ -382,7 +383,7 @@ func (s *Store) StartFill(h v1.Hash, size int64, origin string, open Source) (f 
 	}
 	tmp, err := os.CreateTemp(filepath.Join(s.dir, "tmp"), h.Hex+"-*")
 	if err != nil {
-		return nil, false, fmt.Errorf("create temp file: %w", err)
+		return nil, false, noSpace(fmt.Errorf("create temp file: %w", err))
 	}
 	f = newFill(h, origin, tmp.Name())
 	f.file, f.refs = tmp, 1 // the fill's own reference
@@ -424,9 +425,13 @@ func (s *Store) runFill(ctx context.Context, cancel context.CancelFunc, f *Fill,
 		f.verify()
 		err = s.commit(f, tmpName)
 	}
+	f.room.release()
 	if err != nil {
 		os.Remove(tmpName)
 		s.log.Log(ctx, fillFailureLevel(err), "fill failed", "digest", f.digest.String(), "origin", f.Origin, "err", err)
+		if errors.Is(err, ErrNoSpace) {
+			s.kickEviction()
+		}
 	}
 	s.fills.mu.Lock()
 	delete(s.fills.m, f.digest)
@@ -451,6 +456,11 @@ func (s *Store) fillFrom(ctx context.Context, f *Fill, want int64, open Source) 
 	}
 	if size < 0 {
 		size = want
+	}
+	if f.room, err = s.reserve(size); err != nil {
+		at.close()
+		f.fail(err)
+		return err
 	}
 	f.mu.Lock()
 	f.size = size
@@ -533,7 +543,7 @@ func (s *Store) copyFill(at attempt, f *Fill, h hash.Hash, size, n int64) (int64
 				return n, fmt.Errorf("%w: more than %d bytes", ErrSizeMismatch, size)
 			}
 			if _, err := f.file.WriteAt(buf[:k], n); err != nil {
-				return n, fmt.Errorf("write temp file: %w", err)
+				return n, noSpace(fmt.Errorf("write temp file: %w", err))
 			}
 			n += int64(k)
 			// Readers may send these bytes while they are hashed: only the
@@ -560,7 +570,7 @@ func (s *Store) copyFill(at attempt, f *Fill, h hash.Hash, size, n int64) (int64
 // commit makes the verified temp file durable and moves it into place.
 func (s *Store) commit(f *Fill, tmpName string) error {
 	if err := f.file.Sync(); err != nil {
-		return fmt.Errorf("sync blob: %w", err)
+		return noSpace(fmt.Errorf("sync blob: %w", err))
 	}
 	dst := s.blobPath(f.digest)
 	if err := os.MkdirAll(filepath.Dir(dst), 0o750); err != nil {
@@ -572,6 +582,9 @@ func (s *Store) commit(f *Fill, tmpName string) error {
 	f.mu.Lock()
 	f.path = dst
 	f.mu.Unlock()
+	if err := s.recordBlob(f.digest); err != nil {
+		s.log.Warn("record blob file", "digest", f.digest.String(), "err", err)
+	}
 	if err := s.putBlobSize(f.digest, f.Written()); err != nil {
 		s.log.Warn("record blob size", "digest", f.digest.String(), "err", err)
 	}

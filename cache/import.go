@@ -30,12 +30,18 @@ func (s *Store) PutBlob(h v1.Hash, size int64, r io.Reader) error {
 	if err != nil {
 		return fmt.Errorf("blob %s: %w", h, err)
 	}
+	room, err := s.reserve(size)
+	if err != nil {
+		return fmt.Errorf("blob %s: %w", h, err)
+	}
+	defer room.release()
 	tmp, err := os.CreateTemp(filepath.Join(s.dir, "tmp"), h.Hex+"-*")
 	if err != nil {
 		return fmt.Errorf("create temp file: %w", err)
 	}
 	defer os.Remove(tmp.Name())
 	n, err := io.Copy(io.MultiWriter(tmp, hasher), r)
+	err = noSpace(err)
 	if err == nil && size >= 0 && n != size {
 		err = fmt.Errorf("%w: blob %s has %d bytes, want %d", ErrSizeMismatch, h, n, size)
 	}
@@ -56,6 +62,9 @@ func (s *Store) PutBlob(h v1.Hash, size int64, r io.Reader) error {
 	}
 	if err := os.Rename(tmp.Name(), dst); err != nil {
 		return fmt.Errorf("commit blob: %w", err)
+	}
+	if err := s.recordBlob(h); err != nil {
+		s.log.Warn("record blob file", "digest", h.String(), "err", err)
 	}
 	return s.putBlobSize(h, n)
 }
@@ -83,14 +92,17 @@ func (s *Store) ImportImage(repo Repo, tags []string, manifests []*Manifest, at 
 			}
 		}
 	}
-	err := s.db.Update(func(txn *badger.Txn) error {
+	s.guard.phase.RLock()
+	defer s.guard.phase.RUnlock()
+	s.guard.note(manifests...)
+	err := s.update(func(txn *badger.Txn) error {
 		for _, m := range manifests {
 			if err := importManifest(txn, repo, m); err != nil {
 				return err
 			}
 		}
 		for _, tag := range tags {
-			if err := setJSON(txn, tagKey(repo, tag), Tag{Digest: manifests[0].Digest, Confirmed: at}); err != nil {
+			if err := s.setTag(txn, repo, tag, Tag{Digest: manifests[0].Digest, Confirmed: at}); err != nil {
 				return err
 			}
 		}
@@ -101,6 +113,9 @@ func (s *Store) ImportImage(repo Repo, tags []string, manifests []*Manifest, at 
 	}
 	for _, tag := range tags {
 		s.hotTag.Add(hotTagKey(repo, tag), Tag{Digest: manifests[0].Digest, Confirmed: at})
+	}
+	for _, m := range manifests {
+		s.access.touch(m.Digest)
 	}
 	return nil
 }
@@ -131,15 +146,6 @@ func refDigests(m *Manifest) []v1.Hash {
 		out = append(out, d.Digest)
 	}
 	return out
-}
-
-// Pinned reports whether h was imported and must be kept.
-func (s *Store) Pinned(h v1.Hash) bool {
-	err := s.db.View(func(txn *badger.Txn) error {
-		_, err := txn.Get(pinKey(h))
-		return err
-	})
-	return err == nil
 }
 
 // Tags calls fn for every tag in the store, in key order, stopping at the

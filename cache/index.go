@@ -76,7 +76,7 @@ func setJSON(txn *badger.Txn, key []byte, v any) error {
 }
 
 func (s *Store) putBlobSize(h v1.Hash, size int64) error {
-	return s.db.Update(func(txn *badger.Txn) error { return setJSON(txn, blobKey(h), blobRecord{Size: size}) })
+	return s.update(func(txn *badger.Txn) error { return setJSON(txn, blobKey(h), blobRecord{Size: size}) })
 }
 
 // BlobSize is the size recorded for a blob, from a manifest that references
@@ -107,9 +107,16 @@ func (s *Store) Linked(r Repo, h v1.Hash) bool {
 	return err == nil
 }
 
-// Link records that repository r may serve digest h.
+// Link records that repository r may serve digest h. While the disk is
+// too full to write the index, the link is kept in memory only (the
+// upstream confirmed it; after a restart it is confirmed again).
 func (s *Store) Link(r Repo, h v1.Hash) error {
-	return s.db.Update(func(txn *badger.Txn) error { return txn.Set(linkKey(r, h), nil) })
+	err := s.update(func(txn *badger.Txn) error { return txn.Set(linkKey(r, h), nil) })
+	if errors.Is(err, ErrIndexReadOnly) {
+		s.hotLink.Add(string(linkKey(r, h)), struct{}{})
+		return nil
+	}
+	return err
 }
 
 // PutManifest stores a manifest's exact bytes as a blob and, in one index
@@ -119,7 +126,11 @@ func (s *Store) PutManifest(r Repo, m *Manifest, tag string, confirmed time.Time
 	if err := s.writeSmallBlob(m.Digest, m.Bytes); err != nil {
 		return err
 	}
-	err := s.db.Update(func(txn *badger.Txn) error {
+	// An eviction pass running now must not delete what m references.
+	s.guard.phase.RLock()
+	defer s.guard.phase.RUnlock()
+	s.guard.note(m)
+	err := s.update(func(txn *badger.Txn) error {
 		if err := setJSON(txn, manifestKey(m.Digest), m.record()); err != nil {
 			return err
 		}
@@ -139,11 +150,12 @@ func (s *Store) PutManifest(r Repo, m *Manifest, tag string, confirmed time.Time
 		if tag == "" {
 			return nil
 		}
-		return setJSON(txn, tagKey(r, tag), Tag{Digest: m.Digest, Confirmed: confirmed})
+		return s.setTag(txn, r, tag, Tag{Digest: m.Digest, Confirmed: confirmed})
 	})
 	if err != nil {
 		return fmt.Errorf("index manifest %s: %w", m.Digest, err)
 	}
+	s.access.touch(m.Digest) // a manifest just fetched was just used
 	s.hotMan.Add(m.Digest, m)
 	if tag != "" {
 		s.hotTag.Add(hotTagKey(r, tag), Tag{Digest: m.Digest, Confirmed: confirmed})
@@ -197,25 +209,30 @@ func (s *Store) Tag(r Repo, tag string) (Tag, error) {
 }
 
 // ConfirmTag records that upstream confirmed tag of r still points at h.
+// While the disk is too full to write the index, the confirmation is kept
+// in memory only: the tag is served, and confirmed again after the TTL.
 func (s *Store) ConfirmTag(r Repo, tag string, h v1.Hash, at time.Time) error {
 	t := Tag{Digest: h, Confirmed: at}
-	err := s.db.Update(func(txn *badger.Txn) error { return setJSON(txn, tagKey(r, tag), t) })
+	s.hotTag.Add(hotTagKey(r, tag), t)
+	err := s.update(func(txn *badger.Txn) error { return s.setTag(txn, r, tag, t) })
+	if errors.Is(err, ErrIndexReadOnly) {
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("index tag: %w", err)
 	}
-	s.hotTag.Add(hotTagKey(r, tag), t)
 	return nil
 }
 
 // DeleteTag forgets a tag (upstream said it is gone).
 func (s *Store) DeleteTag(r Repo, tag string) error {
 	s.hotTag.Remove(hotTagKey(r, tag))
-	return s.db.Update(func(txn *badger.Txn) error { return txn.Delete(tagKey(r, tag)) })
+	return s.update(func(txn *badger.Txn) error { return txn.Delete(tagKey(r, tag)) })
 }
 
 // PutTagList records the full tag list of r as upstream sent it.
 func (s *Store) PutTagList(r Repo, tags []string, at time.Time) error {
-	return s.db.Update(func(txn *badger.Txn) error {
+	return s.update(func(txn *badger.Txn) error {
 		return setJSON(txn, tagListKey(r), tagListRecord{Tags: tags, Fetched: at})
 	})
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // ErrNotFound says the store does not hold what was asked for.
@@ -44,6 +45,31 @@ type Options struct {
 	// OpenBlobs is how many hot blobs keep descriptors open between
 	// requests (a few each). Default 256.
 	OpenBlobs int
+	// MaxSize bounds the disk space of the cache in bytes, index and fills
+	// in progress included; least recently used images are evicted to stay
+	// under it. Default 0: no bound but MinFree.
+	MaxSize int64
+	// MinFree is the free space, in bytes, kept on the data directory's
+	// filesystem: fills and imports that would go below it evict first, and
+	// are refused if nothing can be evicted. The index's own headroom is
+	// always kept free on top of the configured value. Default 0.
+	MinFree int64
+	// Pins are patterns of images never evicted
+	// ("docker.io/library/golang:*"). Default none.
+	Pins []string
+	// OrphanGrace is how long a blob no manifest references is kept
+	// (a manifest may be on its way). Default 1h.
+	OrphanGrace time.Duration
+	// Housekeeping is how often the disk is checked and the bound
+	// enforced; SweepEvery how often orphans are swept and badger's value
+	// log collected. Defaults 10s and 10m; a negative Housekeeping stops
+	// the background work (tests drive GC themselves).
+	Housekeeping time.Duration
+	SweepEvery   time.Duration
+	// Now is the clock of access times and grace periods. Default time.Now.
+	Now func() time.Time
+	// Metrics registers the store's metrics. Default: not registered.
+	Metrics prometheus.Registerer
 }
 
 // Store is the on-disk cache. It is safe for concurrent use; one process
@@ -56,11 +82,19 @@ type Store struct {
 	hotMan *lru.Cache[v1.Hash, *Manifest]
 	hotTag *lru.Cache[string, Tag]
 	// hotLink remembers links found, so a warm request reads no index.
-	// Links are never removed while the store is open, so a hit stays true.
+	// An eviction that removes links purges it.
 	hotLink *lru.Cache[string, struct{}]
 	fills   fillSet
 	files   *blobFiles
 	access  *accessLog
+	use     usage
+	gate    indexGate
+	guard   refGuard
+	passMu  sync.Mutex // one eviction pass at a time
+	metrics *storeMetrics
+	now     func() time.Time
+	stop    chan struct{}
+	kick    chan struct{}
 	wg      sync.WaitGroup
 	closed  sync.Once
 	cerr    error
@@ -77,19 +111,51 @@ func Open(opts Options) (*Store, error) {
 	if err := clearTemp(filepath.Join(opts.Dir, "tmp")); err != nil {
 		return nil, err
 	}
-	db, err := badger.Open(badgerOptions(filepath.Join(opts.Dir, "index"), opts.Logger))
-	if err != nil {
-		return nil, fmt.Errorf("open index in %s: %w", opts.Dir, err)
+	s := &Store{dir: opts.Dir, opts: opts, log: opts.Logger, now: opts.Now,
+		stop: make(chan struct{}), kick: make(chan struct{}, 1)}
+	s.metrics = newStoreMetrics(opts.Metrics, opts.MaxSize)
+	memtable, vlog := badgerSizes(opts.MaxSize)
+	s.gate = indexGate{dir: filepath.Join(opts.Dir, "index"), reserve: filepath.Join(opts.Dir, "index.reserve"),
+		log: opts.Logger, headroom: indexHeadroom(memtable, vlog), size: 2 * memtable, refused: s.metrics.idxRefuse.Inc}
+	if err := s.openIndex(memtable, vlog); err != nil {
+		return nil, err
 	}
-	s := &Store{dir: opts.Dir, opts: opts, log: opts.Logger, db: db}
 	s.hotMan, _ = lru.New[v1.Hash, *Manifest](opts.HotEntries)
 	s.hotTag, _ = lru.New[string, Tag](opts.HotEntries)
 	s.hotLink, _ = lru.New[string, struct{}](opts.HotEntries * 4)
 	s.fills.m = map[v1.Hash]*Fill{}
 	s.fills.failed = newFailures(opts.FillRetryBackoff)
 	s.files = newBlobFiles(opts.OpenBlobs)
-	s.access = newAccessLog(db, opts.Logger)
+	s.access = newAccessLog(s)
+	s.use.scanned = make(chan struct{})
+	s.startScan()
+	if opts.Housekeeping > 0 {
+		s.wg.Add(1)
+		go s.housekeep()
+	}
 	return s, nil
+}
+
+// openIndex opens badger. When the disk is too full for badger to start
+// (it creates and maps its files at open), the reserve file is given up
+// first.
+func (s *Store) openIndex(memtable, vlog int64) error {
+	dir := filepath.Join(s.dir, "index")
+	if d, err := statDisk(s.dir); err == nil && d.Free < s.gate.headroom {
+		os.Remove(s.gate.reserve)
+	}
+	db, err := badger.Open(badgerOptions(dir, s.log, memtable, vlog))
+	if err != nil {
+		return fmt.Errorf("open index in %s: %w", s.dir, err)
+	}
+	s.db = db
+	if _, err := os.Stat(s.gate.reserve); err != nil {
+		if err := s.gate.makeReserve(); err != nil {
+			s.gate.enterReadOnly(0)
+		}
+	}
+	s.gate.check()
+	return nil
 }
 
 func withDefaults(o Options) Options {
@@ -111,22 +177,39 @@ func withDefaults(o Options) Options {
 	if o.OpenBlobs <= 0 {
 		o.OpenBlobs = 256
 	}
+	if o.OrphanGrace <= 0 {
+		o.OrphanGrace = time.Hour
+	}
+	if o.Housekeeping == 0 {
+		o.Housekeeping = 10 * time.Second
+	}
+	if o.SweepEvery <= 0 {
+		o.SweepEvery = 10 * time.Minute
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
 	return o
 }
 
 // badgerOptions keep badger's memory small: the index holds metadata only,
-// and a mirror must stay flat in memory while it streams gigabytes.
-func badgerOptions(dir string, log *slog.Logger) badger.Options {
+// and a mirror must stay flat in memory while it streams gigabytes. Its
+// files are sized for the bound (badgerSizes). Values up to the largest
+// a batch allows are kept in the LSM tree, so the value log (another
+// mapped file) is rarely written.
+func badgerOptions(dir string, log *slog.Logger, memtable, vlog int64) badger.Options {
 	return badger.DefaultOptions(dir).
 		WithLogger(badgerLogger{log}).
-		WithMemTableSize(8 << 20).
+		WithMemTableSize(memtable).
 		WithNumMemtables(2).
 		WithNumLevelZeroTables(2).
 		WithNumLevelZeroTablesStall(8).
+		WithBaseTableSize(memtable / 4).
+		WithBaseLevelSize(4 * memtable).
 		WithBlockCacheSize(8 << 20).
 		WithIndexCacheSize(4 << 20).
-		WithValueLogFileSize(32 << 20).
-		WithValueThreshold(4 << 10).
+		WithValueLogFileSize(vlog).
+		WithValueThreshold(min(1<<20, memtable*15/100/4)).
 		WithNumCompactors(2)
 }
 
@@ -148,6 +231,7 @@ func clearTemp(dir string) error {
 // Closing twice is harmless.
 func (s *Store) Close() error {
 	s.closed.Do(func() {
+		close(s.stop)
 		s.fills.closeAll()
 		s.wg.Wait()
 		s.files.closeAll()

@@ -98,6 +98,17 @@ type Config struct {
 	Access []AccessRule `yaml:"access"`
 	// Limits bound connections and requests per client.
 	Limits Limits `yaml:"limits"`
+	// MaxSize bounds the cache's disk space (blobs, index, fills in
+	// progress): bytes with a unit ("200GiB") or a percentage of the
+	// filesystem ("80%"). Least recently used images are evicted to stay
+	// under it. Default: none, only MinFree bounds the cache.
+	MaxSize Size `yaml:"max_size"`
+	// MinFree is the free space kept on the data directory's filesystem.
+	// Default: 5% of the filesystem or 2 GiB, whichever is smaller.
+	MinFree Size `yaml:"min_free"`
+	// Pin lists images never evicted, as patterns of
+	// registry/repository:tag ("docker.io/library/golang:*"). Default none.
+	Pin []string `yaml:"pin"`
 	// Log configures the log output.
 	Log Log `yaml:"log"`
 }
@@ -288,6 +299,9 @@ func (c Config) Validate() error {
 	if c.UploadLimit <= 0 {
 		errs = append(errs, errors.New("upload_limit: must be positive (bytes)"))
 	}
+	for _, p := range c.Pin {
+		errs = append(errs, validPin(p))
+	}
 	errs = append(errs, validLog(c.Log), c.validateSecurity())
 	return errors.Join(errs...)
 }
@@ -361,6 +375,19 @@ func validEndpoint(raw string) error {
 	}
 	if u.Path != "" && u.Path != "/" {
 		return fmt.Errorf("endpoint %q: a path is not supported, give the registry's root URL", raw)
+	}
+	return nil
+}
+
+// validPin checks a pin pattern: registry/repository:tag or @digest,
+// with path.Match wildcards.
+func validPin(p string) error {
+	slash := strings.Index(p, "/")
+	if slash <= 0 || !strings.ContainsAny(p[slash:], ":@") {
+		return fmt.Errorf("pin: %q is not REGISTRY/REPOSITORY:TAG (wildcards allowed: docker.io/library/golang:*)", p)
+	}
+	if _, err := path.Match(p, ""); err != nil {
+		return fmt.Errorf("pin: %q: %v", p, err)
 	}
 	return nil
 }

@@ -66,6 +66,12 @@ var settings = []setting{
 		c.SendBuffer = n
 		return nil
 	}, false},
+	{"max-size", "PULLCACHE_MAX_SIZE", "bound on the cache's disk space, e.g. 200GiB or 80% of the filesystem (default: none)", func(c *Config, v string) error {
+		return c.MaxSize.UnmarshalText([]byte(v))
+	}, false},
+	{"min-free", "PULLCACHE_MIN_FREE", "free space kept on the filesystem, e.g. 10GiB or 5% (default: 5% or 2GiB, whichever is smaller)", func(c *Config, v string) error {
+		return c.MinFree.UnmarshalText([]byte(v))
+	}, false},
 	// TLS, logins and limits.
 	{"tls-cert", "PULLCACHE_TLS_CERT", "PEM certificate (chain) for HTTPS; reloaded when it changes", func(c *Config, v string) error { c.TLS.Cert = v; return nil }, false},
 	{"tls-key", "PULLCACHE_TLS_KEY", "PEM private key for HTTPS; reloaded when it changes", func(c *Config, v string) error { c.TLS.Key = v; return nil }, false},

@@ -48,13 +48,13 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	store, err := openStore(cfg, log)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	store, err := openStoreWith(cfg, log, reg)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	obs := newObservers()
 	srv, err := newProxy(cfg, store, log, reg, obs, authn)
 	if err != nil {
@@ -84,7 +84,8 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	h := routes(srv, route{"/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{})},
 		route{auth.TokenPath, tokens}, route{"/admin/", adminOnListener(cfg, store, mirror, obs, log, authn)}, route{"/ui/", ui})
-	log.Info("listening", "addr", ln.Addr().String(), "data", cfg.Data,
+	u := store.Usage()
+	log.Info("listening", "addr", ln.Addr().String(), "data", cfg.Data, "max_size", u.Bound, "min_free", u.MinFree,
 		"registries", strings.Join(cfg.RegistryNames(), ","), "offline", cfg.Offline,
 		"tls", tlsConf != nil, "logins", authn != nil)
 	hs := newHTTPServer(limitRequests(h, cfg.Limits.MaxRequestsPerClient), log)
@@ -119,11 +120,25 @@ func newLogger(l config.Log, w io.Writer) *slog.Logger {
 }
 
 func openStore(cfg config.Config, log *slog.Logger) (*cache.Store, error) {
+	return openStoreWith(cfg, log, nil)
+}
+
+// openStoreWith opens the store with its bound resolved on the data
+// directory's filesystem and its metrics registered on reg (if not nil).
+func openStoreWith(cfg config.Config, log *slog.Logger, reg prometheus.Registerer) (*cache.Store, error) {
+	_, total, err := cache.DiskSpace(cfg.Data)
+	if err != nil {
+		return nil, err
+	}
 	store, err := cache.Open(cache.Options{
 		Dir:          cfg.Data,
 		Logger:       log,
 		FillTimeout:  time.Duration(cfg.FillTimeout),
 		StallTimeout: time.Duration(cfg.StallTimeout),
+		MaxSize:      cfg.MaxSize.Of(total),
+		MinFree:      cfg.MinFreeOf(total),
+		Pins:         cfg.Pin,
+		Metrics:      reg,
 	})
 	if err != nil && strings.Contains(err.Error(), "directory lock") {
 		return nil, fmt.Errorf("data directory %s is in use by another pullcache process", cfg.Data)

@@ -1,0 +1,400 @@
+package cache
+
+import (
+	"encoding/binary"
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// Eviction works on images, least recently used first, and is mark and
+// sweep: a pass reads every manifest (the mark: which digests each image
+// reaches), removes the references of the images it evicts (their
+// manifest records, tags, access times) and only then deletes the blobs
+// that no remaining manifest references. A blob with a fill in flight is
+// never deleted; a blob a reader has open is unlinked, and the reader
+// finishes from its open file (Linux keeps the data until the last close).
+
+// GCReport says what an eviction or sweep pass freed, or would free.
+type GCReport struct {
+	DryRun bool `json:"dry_run"`
+	// Images are the names of the images evicted (tags, or the digest of
+	// an untagged image).
+	Images []string `json:"images"`
+	// Evicted counts the images evicted; Blobs the files deleted with them.
+	Evicted int `json:"evicted"`
+	Blobs   int `json:"blobs"`
+	// Orphans are files no manifest referenced, older than the grace period.
+	Orphans int `json:"orphans"`
+	// Freed is the allocated bytes of every file deleted.
+	Freed int64 `json:"freed"`
+	// Pinned is what pinned images occupy; PinnedOverBound says it is more
+	// than the bound, which eviction cannot fix.
+	Pinned          int64 `json:"pinned"`
+	PinnedOverBound bool  `json:"pinned_over_bound,omitempty"`
+	// Usage is measured after the pass.
+	Usage Usage `json:"usage"`
+}
+
+// evictRequest is what one pass is asked to do.
+type evictRequest struct {
+	// need is how many bytes to free by evicting LRU images.
+	need int64
+	// targets, when set, are the roots to evict (rm), whatever need says.
+	targets func(g *graph) []*mnode
+	// sweep also deletes orphans older than the grace period.
+	sweep  bool
+	dryRun bool
+}
+
+// refGuard remembers the digests that manifests stored during a pass
+// reference, so the pass does not delete a blob that became referenced
+// after its mark.
+type refGuard struct {
+	phase  sync.RWMutex // held for reading while a manifest is indexed
+	mu     sync.Mutex
+	active bool
+	added  map[dkey]bool
+}
+
+// note records the references of manifests being stored; the caller holds
+// phase for reading until its index transaction committed.
+func (g *refGuard) note(ms ...*Manifest) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.active {
+		return
+	}
+	for _, m := range ms {
+		g.added[keyOf(m.Digest)] = true
+		for _, d := range m.Refs {
+			g.added[keyOf(d.Digest)] = true
+		}
+	}
+}
+
+func (g *refGuard) begin() {
+	g.phase.Lock()
+	g.mu.Lock()
+	g.active, g.added = true, map[dkey]bool{}
+	g.mu.Unlock()
+	g.phase.Unlock()
+}
+
+func (g *refGuard) end() {
+	g.mu.Lock()
+	g.active, g.added = false, nil
+	g.mu.Unlock()
+}
+
+func (g *refGuard) referenced(k dkey) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.added[k]
+}
+
+// evict runs one pass. Passes run one at a time.
+func (s *Store) evict(req evictRequest) (GCReport, error) {
+	s.passMu.Lock()
+	defer s.passMu.Unlock()
+	start := time.Now()
+	s.access.flush()
+	s.guard.begin()
+	defer s.guard.end()
+	g, err := s.loadGraph()
+	if err != nil {
+		return GCReport{}, err
+	}
+	p := &pass{s: s, g: g, dead: map[dkey]v1.Hash{}, rep: GCReport{DryRun: req.dryRun}}
+	p.choose(req)
+	if req.sweep {
+		if err := p.findOrphans(); err != nil {
+			return p.rep, err
+		}
+	}
+	if !req.dryRun {
+		if err := p.apply(); err != nil {
+			return p.rep, err
+		}
+	}
+	p.rep.Usage = s.Usage()
+	s.report(p.rep, time.Since(start))
+	return p.rep, nil
+}
+
+// pass is the state of one eviction pass.
+type pass struct {
+	s       *Store
+	g       *graph
+	evicted []*mnode
+	// dead are digests no remaining image reaches, to delete.
+	dead    map[dkey]v1.Hash
+	orphans map[dkey]v1.Hash
+	rep     GCReport
+}
+
+// choose picks the images to evict: the targets, or unpinned images least
+// recently used first until need bytes would be freed.
+func (p *pass) choose(req evictRequest) {
+	g := p.g
+	var cands []*mnode
+	if req.targets != nil {
+		cands = req.targets(g)
+	} else if req.need > 0 {
+		for _, r := range g.roots {
+			if !g.pinned(r) {
+				cands = append(cands, r)
+			}
+		}
+		slices.SortFunc(cands, func(a, b *mnode) int {
+			if la, lb := g.lastUsed(a), g.lastUsed(b); la != lb {
+				return int(la - lb)
+			}
+			return strings.Compare(a.h.String(), b.h.String())
+		})
+	}
+	p.rep.Pinned = p.pinnedBytes()
+	p.rep.PinnedOverBound = p.s.opts.MaxSize > 0 && p.rep.Pinned > p.s.opts.MaxSize
+	_ = p.s.db.View(func(txn *badger.Txn) error {
+		for _, r := range cands {
+			if req.targets == nil && p.rep.Freed >= req.need {
+				break
+			}
+			p.evictOne(txn, r)
+		}
+		return nil
+	})
+}
+
+func (p *pass) evictOne(txn *badger.Txn, root *mnode) {
+	hs := p.g.hashes(root)
+	for _, k := range p.g.reach(root) {
+		p.g.refc[k]--
+		if p.g.refc[k] > 0 {
+			continue
+		}
+		p.dead[k] = hs[k]
+		if rec, ok := readFileRecord(txn, hs[k]); ok {
+			p.rep.Freed += rec.alloc
+			p.rep.Blobs++
+		}
+	}
+	p.evicted = append(p.evicted, root)
+	p.rep.Evicted++
+	p.rep.Images = append(p.rep.Images, p.g.names(root)...)
+}
+
+func readFileRecord(txn *badger.Txn, h v1.Hash) (fileRecord, bool) {
+	item, err := txn.Get(fileKey(h))
+	if err != nil {
+		return fileRecord{}, false
+	}
+	var rec fileRecord
+	_ = item.Value(func(b []byte) error { rec = parseFileRecord(b); return nil })
+	return rec, true
+}
+
+// pinnedBytes is what the blobs of pinned images occupy.
+func (p *pass) pinnedBytes() int64 {
+	seen := map[dkey]bool{}
+	var n int64
+	_ = p.s.db.View(func(txn *badger.Txn) error {
+		for _, r := range p.g.roots {
+			if !p.g.pinned(r) {
+				continue
+			}
+			for k, h := range p.g.hashes(r) {
+				if seen[k] {
+					continue
+				}
+				seen[k] = true
+				if rec, ok := readFileRecord(txn, h); ok {
+					n += rec.alloc
+				}
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+// apply removes the references of the evicted images, then their files.
+func (p *pass) apply() error {
+	if err := p.removeRecords(); err != nil {
+		return err
+	}
+	doomed := make([]v1.Hash, 0, len(p.dead)+len(p.orphans))
+	for _, set := range []map[dkey]v1.Hash{p.dead, p.orphans} {
+		for k, h := range set {
+			if p.s.guard.referenced(k) || p.s.fillInFlight(h) {
+				continue
+			}
+			doomed = append(doomed, h)
+		}
+	}
+	if err := p.s.unrecordBlobs(doomed); err != nil {
+		return err
+	}
+	for _, h := range doomed {
+		if err := p.s.removeBlob(h); err != nil && !errors.Is(err, ErrNotFound) {
+			p.s.log.Warn("remove evicted blob", "digest", h.String(), "err", err)
+		}
+	}
+	return p.s.removeLinks(func(k dkey) bool { _, d := p.dead[k]; _, o := p.orphans[k]; return d || o })
+}
+
+// removeRecords deletes the manifest records, access times and tags of
+// what the pass evicts, tags first: a crash in between leaves manifests
+// without tags, which the next pass evicts again.
+func (p *pass) removeRecords() error {
+	var keys [][]byte
+	for _, r := range p.evicted {
+		for _, t := range r.tags {
+			keys = append(keys, tagKey(t.Repo, t.Tag))
+			p.s.hotTag.Remove(hotTagKey(t.Repo, t.Tag))
+		}
+	}
+	for k, h := range p.dead {
+		n := p.g.nodes[k]
+		if n == nil || p.s.guard.referenced(k) {
+			continue
+		}
+		for _, t := range n.tags {
+			keys = append(keys, tagKey(t.Repo, t.Tag))
+			p.s.hotTag.Remove(hotTagKey(t.Repo, t.Tag))
+		}
+		keys = append(keys, manifestKey(h), accessKey(h), pinKey(h))
+		p.s.hotMan.Remove(h)
+	}
+	for k, h := range p.orphans {
+		_ = k
+		keys = append(keys, accessKey(h))
+	}
+	return p.s.deleteKeys(keys)
+}
+
+// deleteKeys deletes keys in transactions of bounded size.
+func (s *Store) deleteKeys(keys [][]byte) error {
+	for len(keys) > 0 {
+		n := min(len(keys), 1000)
+		err := s.update(func(txn *badger.Txn) error {
+			for _, k := range keys[:n] {
+				if err := txn.Delete(k); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		keys = keys[n:]
+	}
+	return nil
+}
+
+// removeLinks deletes every repository link to a digest dead says is
+// gone, and forgets the links found in memory.
+func (s *Store) removeLinks(dead func(dkey) bool) error {
+	var keys [][]byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("l:")})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			k := it.Item().Key()
+			i := strings.LastIndexByte(string(k), '@')
+			if i < 0 {
+				continue
+			}
+			h, err := v1.NewHash(string(k[i+1:]))
+			if err == nil && dead(keyOf(h)) {
+				keys = append(keys, it.Item().KeyCopy(nil))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(keys) > 0 {
+		s.hotLink.Purge()
+	}
+	return s.deleteKeys(keys)
+}
+
+func (s *Store) fillInFlight(h v1.Hash) bool {
+	s.fills.mu.Lock()
+	defer s.fills.mu.Unlock()
+	return s.fills.m[h] != nil
+}
+
+// findOrphans finds committed files that no image reaches, committed and
+// last read longer ago than the grace period.
+func (p *pass) findOrphans() error {
+	p.orphans = map[dkey]v1.Hash{}
+	cutoff := p.s.now().Add(-p.s.opts.OrphanGrace).Unix()
+	return p.s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("f:"), PrefetchValues: true, PrefetchSize: 1000})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			h, err := v1.NewHash(string(it.Item().Key()[2:]))
+			if err != nil {
+				continue
+			}
+			k := keyOf(h)
+			if _, ok := p.g.refc[k]; ok {
+				continue
+			}
+			var rec fileRecord
+			_ = it.Item().Value(func(b []byte) error { rec = parseFileRecord(b); return nil })
+			if rec.committed > cutoff || lastAccess(txn, h) > cutoff {
+				continue
+			}
+			p.orphans[k] = h
+			p.rep.Orphans++
+			p.rep.Freed += rec.alloc
+		}
+		return nil
+	})
+}
+
+func lastAccess(txn *badger.Txn, h v1.Hash) int64 {
+	item, err := txn.Get(accessKey(h))
+	if err != nil {
+		return 0
+	}
+	var at int64
+	_ = item.Value(func(b []byte) error {
+		if len(b) == 8 {
+			at = int64(binary.BigEndian.Uint64(b))
+		}
+		return nil
+	})
+	return at
+}
+
+// report logs one line per pass that did something and counts it.
+func (s *Store) report(rep GCReport, took time.Duration) {
+	s.metrics.pinned.Set(float64(rep.Pinned))
+	if rep.PinnedOverBound {
+		s.log.Error("pinned images alone exceed the size bound; they are never evicted: unpin some or raise max_size",
+			"pinned", rep.Pinned, "bound", s.opts.MaxSize)
+	}
+	if rep.DryRun {
+		return
+	}
+	s.metrics.passes.Inc()
+	s.metrics.evictions.Add(float64(rep.Evicted))
+	s.metrics.freed.Add(float64(rep.Freed))
+	if rep.Evicted == 0 && rep.Orphans == 0 {
+		return
+	}
+	s.log.Info("eviction pass", "images", rep.Evicted, "blobs", rep.Blobs, "orphans", rep.Orphans,
+		"freed", rep.Freed, "used", rep.Usage.Used, "bound", s.opts.MaxSize, "free", rep.Usage.Free,
+		"pinned", rep.Pinned, "took", took.Round(time.Millisecond))
+}

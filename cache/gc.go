@@ -1,0 +1,249 @@
+package cache
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// GC evicts least recently used images down to the low-water mark when the
+// cache is over its bound (or the filesystem below MinFree), and sweeps
+// orphans older than the grace period. With dryRun it only reports.
+func (s *Store) GC(dryRun bool) (GCReport, error) {
+	<-s.use.scanned
+	return s.evict(evictRequest{need: s.overBound(), sweep: true, dryRun: dryRun})
+}
+
+// ImageRef names an image: a tag of a repository, or a digest.
+type ImageRef struct {
+	Repo   Repo
+	Tag    string
+	Digest v1.Hash
+}
+
+func (r ImageRef) String() string {
+	if r.Tag != "" {
+		return r.Repo.String() + ":" + r.Tag
+	}
+	return r.Repo.String() + "@" + r.Digest.String()
+}
+
+// Remove soft-deletes images: each tag named is removed; an image that no
+// remaining tag names is evicted (its manifest records and tags go first,
+// then the files no other image references). An image named by digest is
+// evicted with all its tags. Pins do not protect an image from Remove.
+func (s *Store) Remove(refs []ImageRef, dryRun bool) (GCReport, error) {
+	<-s.use.scanned
+	var errs []error
+	var tags []ImageRef
+	rep, err := s.evict(evictRequest{dryRun: dryRun, targets: func(g *graph) []*mnode {
+		var out []*mnode
+		for _, ref := range refs {
+			root, err := g.resolve(ref)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if ref.Tag != "" {
+				tags = append(tags, ref)
+				root.tags = slices.DeleteFunc(root.tags, func(t TagRef) bool { return t.Repo == ref.Repo && t.Tag == ref.Tag })
+				if len(root.tags) > 0 {
+					continue
+				}
+			}
+			if !slices.Contains(out, root) {
+				out = append(out, root)
+			}
+		}
+		return out
+	}})
+	if err != nil {
+		return rep, err
+	}
+	if !dryRun {
+		for _, t := range tags {
+			errs = append(errs, s.DeleteTag(t.Repo, t.Tag))
+		}
+	}
+	return rep, errors.Join(errs...)
+}
+
+// resolve finds the image a reference names.
+func (g *graph) resolve(ref ImageRef) (*mnode, error) {
+	if ref.Tag == "" {
+		n := g.nodes[keyOf(ref.Digest)]
+		if n == nil {
+			return nil, fmt.Errorf("%s: %w", ref, ErrNotFound)
+		}
+		if n.child {
+			return nil, fmt.Errorf("%s is a platform of a multi-platform image; remove the image (its index) instead", ref)
+		}
+		return n, nil
+	}
+	for _, r := range g.roots {
+		for _, t := range r.tags {
+			if t.Repo == ref.Repo && t.Tag == ref.Tag {
+				return r, nil
+			}
+		}
+	}
+	for _, n := range g.nodes {
+		for _, t := range n.tags {
+			if t.Repo == ref.Repo && t.Tag == ref.Tag {
+				return nil, fmt.Errorf("%s points at a platform of a multi-platform image; remove the image (its index) instead", ref)
+			}
+		}
+	}
+	return nil, fmt.Errorf("%s: %w", ref, ErrNotFound)
+}
+
+// ImageInfo describes one cached image under one tag (or untagged).
+type ImageInfo struct {
+	Registry   string `json:"registry,omitempty"`
+	Repository string `json:"repository,omitempty"`
+	// Tag is empty for an image cached by digest only.
+	Tag       string   `json:"tag,omitempty"`
+	Digest    string   `json:"digest"`
+	MediaType string   `json:"media_type"`
+	Platforms []string `json:"platforms,omitempty"`
+	// Size is what the image's cached files occupy; Unique is the part no
+	// other image shares (what evicting it frees).
+	Size   int64 `json:"size"`
+	Unique int64 `json:"unique_size"`
+	// LastPulled is when a client last pulled the image (zero: never
+	// recorded).
+	LastPulled time.Time `json:"last_pulled"`
+	Pinned     bool      `json:"pinned"`
+}
+
+// Name is registry/repository:tag, or the digest of an untagged image.
+func (i ImageInfo) Name() string {
+	if i.Tag == "" {
+		if i.Repository == "" {
+			return i.Digest
+		}
+		return i.Registry + "/" + i.Repository + "@" + i.Digest
+	}
+	return i.Registry + "/" + i.Repository + ":" + i.Tag
+}
+
+// Images lists every cached image: one entry per tag, and one per image
+// that no tag names, sorted by name.
+func (s *Store) Images() ([]ImageInfo, error) {
+	s.access.flush()
+	g, err := s.loadGraph()
+	if err != nil {
+		return nil, err
+	}
+	out := []ImageInfo{}
+	err = s.db.View(func(txn *badger.Txn) error {
+		for _, r := range g.roots {
+			base := g.info(txn, r)
+			if len(r.tags) == 0 {
+				out = append(out, base)
+			}
+			for _, t := range r.tags {
+				i := base
+				i.Registry, i.Repository, i.Tag = t.Repo.Registry, t.Repo.Name, t.Tag
+				out = append(out, i)
+			}
+		}
+		return nil
+	})
+	slices.SortFunc(out, func(a, b ImageInfo) int {
+		if a.Name() < b.Name() {
+			return -1
+		}
+		if a.Name() > b.Name() {
+			return 1
+		}
+		return 0
+	})
+	return out, err
+}
+
+func (g *graph) info(txn *badger.Txn, r *mnode) ImageInfo {
+	i := ImageInfo{Digest: r.h.String(), MediaType: r.mediaType, Pinned: g.pinned(r)}
+	if last := g.lastUsed(r); last > 0 {
+		i.LastPulled = time.Unix(last, 0).UTC()
+	}
+	if r.isIndex() {
+		for _, ref := range r.refs {
+			if ref.platform != nil {
+				i.Platforms = append(i.Platforms, ref.platform.String())
+			}
+		}
+	}
+	for k, h := range g.hashes(r) {
+		rec, ok := readFileRecord(txn, h)
+		if !ok {
+			continue
+		}
+		i.Size += rec.alloc
+		if g.refc[k] <= 1 {
+			i.Unique += rec.alloc
+		}
+	}
+	return i
+}
+
+// housekeep runs in the background: it watches the disk (the index goes
+// read-only before a full disk could crash it, and writable again when
+// space returns), keeps the cache inside its bound, sweeps orphans and
+// garbage-collects badger's value log.
+func (s *Store) housekeep() {
+	defer s.wg.Done()
+	<-s.use.scanned
+	tick := time.NewTicker(s.opts.Housekeeping)
+	defer tick.Stop()
+	lastSweep, lastVlog := time.Now(), time.Now()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-tick.C:
+		case <-s.kick:
+		}
+		s.gate.check()
+		s.metrics.observe(s.Usage(), s.gate.readOnly.Load())
+		sweep := time.Since(lastSweep) >= s.opts.SweepEvery
+		if need := s.overBound(); need > 0 || sweep {
+			if _, err := s.evict(evictRequest{need: need, sweep: sweep}); err != nil {
+				s.log.Warn("eviction pass failed", "err", err)
+			}
+			if sweep {
+				lastSweep = time.Now()
+			}
+		}
+		if time.Since(lastVlog) >= s.opts.SweepEvery {
+			s.valueLogGC()
+			lastVlog = time.Now()
+		}
+	}
+}
+
+// kickEviction asks the housekeeper for a pass now (a fill ran out of
+// space).
+func (s *Store) kickEviction() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// valueLogGC rewrites value log files that are mostly garbage, so the
+// index does not grow forever under tag churn.
+func (s *Store) valueLogGC() {
+	if s.gate.readOnly.Load() {
+		return
+	}
+	for range 10 {
+		if err := s.db.RunValueLogGC(0.5); err != nil {
+			return
+		}
+	}
+}
