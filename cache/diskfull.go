@@ -151,12 +151,18 @@ func preallocate(dir string) error {
 	})
 }
 
-// update is db.Update behind the gate.
+// update is db.Update behind the gate. A transaction that read a key
+// another one wrote meanwhile (two confirmations of one tag) is retried.
 func (s *Store) update(fn func(txn *badger.Txn) error) error {
 	if err := s.gate.allow(); err != nil {
 		return err
 	}
-	return s.db.Update(fn)
+	for try := 0; ; try++ {
+		err := s.db.Update(fn)
+		if !errors.Is(err, badger.ErrConflict) || try == 9 {
+			return err
+		}
+	}
 }
 
 // badgerSizes sizes badger's files for the bound: a 160 MiB cache gets

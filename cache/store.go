@@ -114,7 +114,12 @@ func Open(opts Options) (*Store, error) {
 	s := &Store{dir: opts.Dir, opts: opts, log: opts.Logger, now: opts.Now,
 		stop: make(chan struct{}), kick: make(chan struct{}, 1)}
 	s.metrics = newStoreMetrics(opts.Metrics, opts.MaxSize)
-	memtable, vlog := badgerSizes(opts.MaxSize)
+	// Without a bound, the filesystem is the bound badger is sized for.
+	bound := opts.MaxSize
+	if d, err := statDisk(opts.Dir); err == nil && (bound <= 0 || d.Total < bound) {
+		bound = d.Total
+	}
+	memtable, vlog := badgerSizes(bound)
 	s.gate = indexGate{dir: filepath.Join(opts.Dir, "index"), reserve: filepath.Join(opts.Dir, "index.reserve"),
 		log: opts.Logger, headroom: indexHeadroom(memtable, vlog), size: 2 * memtable, refused: s.metrics.idxRefuse.Inc}
 	if err := s.openIndex(memtable, vlog); err != nil {
