@@ -81,6 +81,7 @@ func (s *Store) Verify(opts VerifyOptions) (VerifyReport, error) {
 	if err != nil {
 		return v.rep, err
 	}
+	v.g = g
 	if err := s.db.View(func(txn *badger.Txn) error { return v.checkIndex(txn, g) }); err != nil {
 		return v.rep, err
 	}
@@ -102,6 +103,7 @@ type verifier struct {
 	s    *Store
 	opts VerifyOptions
 	rep  VerifyReport
+	g    *graph
 	mu   sync.Mutex
 	// files are the digests with a file; recorded those with an f: record.
 	files     map[dkey]v1.Hash
@@ -136,10 +138,10 @@ func (v *verifier) hashFiles() error {
 					v.corrupt = append(v.corrupt, h)
 					v.rep.Corrupt = append(v.rep.Corrupt, h.String())
 				}
-				v.mu.Unlock()
 				if v.opts.Progress != nil {
 					v.opts.Progress(done.Add(n), max(total, done.Load()))
 				}
+				v.mu.Unlock()
 			}
 		}()
 	}
@@ -296,6 +298,9 @@ func (v *verifier) repair() error {
 		v.rep.Quarantined = append(v.rep.Quarantined, dst)
 		keys = append(keys, manifestKey(h))
 		s.hotMan.Remove(h)
+		if n := v.g.nodes[keyOf(h)]; n != nil {
+			v.danglingT = append(v.danglingT, n.tags...)
+		}
 	}
 	if err := s.unrecordBlobs(append(v.corrupt, v.missing...)); err != nil {
 		return err

@@ -1,0 +1,58 @@
+package cache
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestVerifyFindsAndRepairsDamage(t *testing.T) {
+	s, _ := policyStore(t, Options{})
+	img := putImage(t, s, "damaged", []int{8 << 10, 8 << 10})
+	if rep, err := s.Verify(VerifyOptions{}); err != nil || !rep.Clean() {
+		t.Fatalf("a fresh store: %+v %v", rep, err)
+	}
+	corrupt, gone := img.layers[0].Digest, img.layers[1].Digest
+	if err := os.WriteFile(s.blobPath(corrupt), []byte("bit rot"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(s.blobPath(gone)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(s.blobPath(img.m.Digest), []byte("not the manifest"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stray := filepath.Join(s.dir, "blobs", "sha256", "zz")
+	if err := os.WriteFile(stray, []byte("?"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var progress int64
+	rep, err := s.Verify(VerifyOptions{Progress: func(done, _ int64) { progress = done }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Clean() || len(rep.Corrupt) != 2 || rep.MissingFiles != 1 || len(rep.Stray) != 1 {
+		t.Fatalf("damage not found: %+v", rep)
+	}
+	if progress == 0 {
+		t.Error("no progress reported")
+	}
+	rep, err = s.Verify(VerifyOptions{Repair: true})
+	if err != nil || !rep.Repaired || len(rep.Quarantined) != 3 {
+		t.Fatalf("repair: %+v %v", rep, err)
+	}
+	if rep, err := s.Verify(VerifyOptions{}); err != nil || !rep.Clean() {
+		t.Fatalf("after repair: %+v %v", rep, err)
+	}
+	s.hotMan.Purge()
+	if _, err := s.Manifest(img.m.Digest); !errors.Is(err, ErrNotFound) {
+		t.Errorf("the corrupt manifest is still served: %v", err)
+	}
+	if s.HasBlob(corrupt) {
+		t.Error("the corrupt layer is still in place")
+	}
+	if _, err := os.Stat(filepath.Join(s.dir, "quarantine", "sha256-"+corrupt.Hex)); err != nil {
+		t.Errorf("not quarantined: %v", err)
+	}
+}
