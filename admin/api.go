@@ -60,13 +60,6 @@ type Info struct {
 	Data   string `json:"data"`
 }
 
-// Image is one entry of GET /admin/images.
-type Image struct {
-	Name   string `json:"name"`
-	Digest string `json:"digest"`
-	Pinned bool   `json:"pinned"`
-}
-
 // apiError is the one error type handlers return: an OCI error code, an
 // HTTP status and a message safe to show.
 type apiError struct {
@@ -119,6 +112,14 @@ func New(opts Options) *Admin {
 //	                      []WarmResult (200 even when some failed)
 //	GET  /admin/stats     Stats: what the mirror holds, serves and saves
 //	GET  /admin/image     query: image=NAME:TAG or NAME@DIGEST → ImageInfo
+//	GET  /admin/images    ?q=PATTERN → []Image
+//	POST /admin/pin       body {"images": [...]} → {"pinned": [...]}
+//	POST /admin/unpin     body {"images": [...]} → {"unpinned": [...]}
+//	POST /admin/rm        body {"images": [...]}, ?dry_run=1 → cache.GCReport
+//	POST /admin/gc        ?dry_run=1 → cache.GCReport
+//	POST /admin/verify    ?repair=1 → cache.VerifyReport
+//	GET  /admin/df        DF
+//	GET  /admin/history   ?image=NAME[:TAG] → []TagHistory
 //
 // Errors are OCI error JSON: {"errors":[{"code":..., "message":...}]}.
 // Import and warm stream their progress as NDJSON when the request
@@ -135,6 +136,7 @@ func (s *server) Handler() http.Handler {
 	mux.Handle("POST /admin/warm", s.wrap(s.warm))
 	mux.Handle("GET /admin/stats", s.wrap(s.statsJSON))
 	mux.Handle("GET /admin/image", s.wrap(s.imageJSON))
+	s.lifecycleRoutes(mux)
 	mux.Handle("/", s.wrap(func(http.ResponseWriter, *http.Request) error {
 		return errorf(http.StatusNotFound, "NOT_FOUND", "no such admin endpoint")
 	}))
@@ -201,6 +203,12 @@ func classify(err error) *apiError {
 		return &apiError{http.StatusBadRequest, "ARCHIVE_INVALID", err.Error(), nil}
 	case errors.Is(err, cache.ErrNotFound), errors.Is(err, ErrIncomplete):
 		return &apiError{http.StatusNotFound, "MANIFEST_UNKNOWN", err.Error(), nil}
+	case errors.Is(err, cache.ErrNotPinned):
+		return &apiError{http.StatusNotFound, "MANIFEST_UNKNOWN", err.Error(), nil}
+	case errors.Is(err, ErrBadImage):
+		return &apiError{http.StatusBadRequest, "NAME_INVALID", err.Error(), nil}
+	case errors.Is(err, cache.ErrNoSpace), errors.Is(err, cache.ErrIndexReadOnly):
+		return &apiError{http.StatusInsufficientStorage, "UNAVAILABLE", err.Error(), nil}
 	}
 	return &apiError{http.StatusInternalServerError, "UNKNOWN", "internal error; see the server log", nil}
 }
@@ -216,25 +224,6 @@ func (s *server) info(w http.ResponseWriter, _ *http.Request) error {
 	return writeJSON(w, Info{Mirror: s.opts.Mirror, Data: s.opts.Store.Dir()})
 }
 
-func (s *server) images(w http.ResponseWriter, _ *http.Request) error {
-	list, err := List(s.opts.Store)
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, list)
-}
-
-// List returns every tag the store knows, with its digest and whether it
-// was imported (pinned).
-func List(store *cache.Store) ([]Image, error) {
-	out := []Image{}
-	err := store.Tags(func(r cache.Repo, tag string, t cache.Tag) error {
-		out = append(out, Image{Name: r.String() + ":" + tag, Digest: t.Digest.String(), Pinned: store.Pinned(t.Digest)})
-		return nil
-	})
-	return out, err
-}
-
 func (s *server) importArchive(w http.ResponseWriter, r *http.Request) error {
 	body := r.Body
 	if s.opts.UploadLimit > 0 {
@@ -247,6 +236,11 @@ func (s *server) importArchive(w http.ResponseWriter, r *http.Request) error {
 	opts := archive.Options{DefaultRegistry: s.registry(q.Get("registry")), Tags: q["tag"], TempDir: s.opts.TempDir}
 	if s.opts.UploadLimit > 0 {
 		opts.MaxUnpacked = unpackFactor * s.opts.UploadLimit
+	}
+	if r.ContentLength > 0 {
+		if err := s.opts.Store.EnsureRoom(2 * r.ContentLength); err != nil {
+			return fmt.Errorf("the upload does not fit: %w", err)
+		}
 	}
 	if wantsProgress(r) {
 		return s.importWithProgress(w, body, func(progress func(string, int64, int64)) ([]Imported, error) {

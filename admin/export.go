@@ -32,9 +32,13 @@ type bundle struct {
 	order   []v1.Hash
 	// referrers are the referrer entries added, once each.
 	referrers map[v1.Hash]bool
+	// history is the tag history of the images, by name.
+	history map[string][]cache.HistoryEntry
 }
 
-func newBundle() *bundle { return &bundle{blobs: map[v1.Hash]int64{}, referrers: map[v1.Hash]bool{}} }
+func newBundle() *bundle {
+	return &bundle{blobs: map[v1.Hash]int64{}, referrers: map[v1.Hash]bool{}, history: map[string][]cache.HistoryEntry{}}
+}
 
 func (b *bundle) addBlob(h v1.Hash, size int64) {
 	if _, ok := b.blobs[h]; !ok {
@@ -140,6 +144,9 @@ func (b *bundle) addImage(store *cache.Store, n archive.Name, p *v1.Platform) ([
 		return nil, err
 	}
 	ref := n.String()
+	if hist, err := store.History(repoOf(n), n.Tag); err == nil {
+		b.history[ref] = hist
+	}
 	b.entries = append(b.entries, v1.Descriptor{
 		MediaType: types.MediaType(m.MediaType), Size: int64(len(m.Bytes)), Digest: m.Digest,
 		Annotations: map[string]string{"org.opencontainers.image.ref.name": ref, "io.containerd.image.name": ref},
@@ -210,6 +217,15 @@ func (b *bundle) write(store *cache.Store, w io.Writer) error {
 	}
 	if err := writeEntry(tw, "index.json", index); err != nil {
 		return err
+	}
+	if len(b.history) > 0 {
+		hist, err := json.Marshal(b.history)
+		if err != nil {
+			return err
+		}
+		if err := writeEntry(tw, archive.HistoryFile, hist); err != nil {
+			return err
+		}
 	}
 	for _, h := range b.order {
 		if err := writeBlob(tw, store, h); err != nil {

@@ -11,8 +11,12 @@
 package admin
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -50,6 +54,9 @@ func Import(store *cache.Store, a *archive.Archive, at time.Time) ([]Imported, e
 // progress (if not nil).
 func importAll(store *cache.Store, a *archive.Archive, at time.Time, progress func(done, total int64)) ([]Imported, error) {
 	m := newStoreMeter(a, progress)
+	if err := store.EnsureRoom(newBytes(store, a)); err != nil {
+		return nil, fmt.Errorf("the archive does not fit: %w", err)
+	}
 	var out []Imported
 	repos := map[v1.Hash][]cache.Repo{} // manifest digest → repositories now holding it
 	for _, img := range a.Images {
@@ -60,7 +67,50 @@ func importAll(store *cache.Store, a *archive.Archive, at time.Time, progress fu
 		}
 	}
 	done, err := importReferrers(store, a.Referrers, repos, at, m)
-	return append(out, done...), err
+	out = append(out, done...)
+	if err != nil {
+		return out, err
+	}
+	return out, importHistory(store, a.History)
+}
+
+// newBytes is what importing a would add to the store.
+func newBytes(store *cache.Store, a *archive.Archive) int64 {
+	var n int64
+	seen := map[string]bool{}
+	for _, img := range a.Images {
+		for _, b := range img.Blobs {
+			if !seen[b.Digest.String()] && !store.HasBlob(b.Digest) {
+				n += b.Size
+			}
+			seen[b.Digest.String()] = true
+		}
+		for _, m := range img.Manifests {
+			n += int64(len(m.Bytes))
+		}
+	}
+	return n
+}
+
+// importHistory merges the tag history an exported bundle carries.
+func importHistory(store *cache.Store, b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	var hist map[string][]cache.HistoryEntry
+	if err := json.Unmarshal(b, &hist); err != nil {
+		return fmt.Errorf("%w: %s: %v", archive.ErrCorrupt, archive.HistoryFile, err)
+	}
+	for img, entries := range hist {
+		ref, err := parseImageRef(img, "")
+		if err != nil || ref.Tag == "" {
+			continue
+		}
+		if err := store.MergeHistory(ref.Repo, ref.Tag, entries); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // storeMeter counts the blob bytes an import has stored.
@@ -172,6 +222,9 @@ func repoOf(n archive.Name) cache.Repo {
 // ImportFile opens, verifies and imports one archive file or OCI layout
 // directory.
 func ImportFile(store *cache.Store, path string, opts archive.Options, at time.Time) ([]Imported, error) {
+	if err := ensureRoomFor(store, path); err != nil {
+		return nil, err
+	}
 	a, err := archive.Open(path, opts)
 	if err != nil {
 		return nil, err
@@ -192,4 +245,30 @@ func importReader(store *cache.Store, r io.Reader, opts archive.Options, at time
 	}
 	defer a.Close()
 	return importAll(store, a, at, progress)
+}
+
+// ensureRoomFor refuses an import before anything is unpacked when the
+// archive cannot fit: a file is unpacked (at least its own size) and then
+// stored; a directory is stored from where it is.
+func ensureRoomFor(store *cache.Store, path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	need := 2 * fi.Size()
+	if fi.IsDir() {
+		need = 0
+		_ = filepath.WalkDir(path, func(_ string, d fs.DirEntry, err error) error {
+			if err == nil && d.Type().IsRegular() {
+				if i, err := d.Info(); err == nil {
+					need += i.Size()
+				}
+			}
+			return nil
+		})
+	}
+	if err := store.EnsureRoom(need); err != nil {
+		return fmt.Errorf("%s does not fit in the cache: %w", path, err)
+	}
+	return nil
 }

@@ -115,8 +115,15 @@ type Archive struct {
 	// Referrers are the manifests of an OCI layout that refer to a subject
 	// (signatures, SBOMs); a legacy save has none.
 	Referrers []Referrer
-	tmp       string
+	// History is the tag history file a pullcache export carries
+	// (HistoryFile), if any; pullcache reads it, other tools ignore it.
+	History []byte
+	tmp     string
 }
+
+// HistoryFile is the entry of an exported bundle holding the tag history
+// of its images.
+const HistoryFile = "pullcache-history.json"
 
 // Close removes the unpacked files.
 func (a *Archive) Close() error {
@@ -188,6 +195,9 @@ func build(t *tree, tmp string, opts Options) (*Archive, error) {
 	}
 	if err := nameImages(a.Images, opts); err != nil {
 		return nil, err
+	}
+	if t.has(HistoryFile) {
+		a.History, _ = t.readFile(HistoryFile)
 	}
 	return a, nil
 }

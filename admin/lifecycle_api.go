@@ -1,0 +1,116 @@
+package admin
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"github.com/pullcache/pullcache/cache"
+)
+
+func (s *server) lifecycleRoutes(mux *http.ServeMux) {
+	mux.Handle("POST /admin/pin", s.wrap(s.pin))
+	mux.Handle("POST /admin/unpin", s.wrap(s.unpin))
+	mux.Handle("POST /admin/rm", s.wrap(s.rm))
+	mux.Handle("POST /admin/gc", s.wrap(s.gc))
+	mux.Handle("POST /admin/verify", s.wrap(s.verify))
+	mux.Handle("GET /admin/df", s.wrap(s.df))
+	mux.Handle("GET /admin/history", s.wrap(s.history))
+}
+
+func (s *server) images(w http.ResponseWriter, r *http.Request) error {
+	list, err := ListMatching(s.opts.Store, r.URL.Query().Get("q"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, list)
+}
+
+// imagesRequest is the body of pin, unpin and rm.
+type imagesRequest struct {
+	Images []string `json:"images"`
+}
+
+func readImages(w http.ResponseWriter, r *http.Request) ([]string, error) {
+	var req imagesRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil || len(req.Images) == 0 {
+		return nil, errorf(http.StatusBadRequest, "BAD_REQUEST", "body: want {\"images\": [\"NAME:TAG\", ...]}")
+	}
+	return req.Images, nil
+}
+
+func flag(r *http.Request, name string) bool {
+	v := r.URL.Query().Get(name)
+	return v == "1" || v == "true"
+}
+
+func (s *server) pin(w http.ResponseWriter, r *http.Request) error {
+	names, err := readImages(w, r)
+	if err != nil {
+		return err
+	}
+	done, err := Pin(s.opts.Store, names, s.opts.DefaultRegistry)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, map[string][]string{"pinned": done})
+}
+
+func (s *server) unpin(w http.ResponseWriter, r *http.Request) error {
+	names, err := readImages(w, r)
+	if err != nil {
+		return err
+	}
+	done, err := Unpin(s.opts.Store, names, s.opts.DefaultRegistry)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, map[string][]string{"unpinned": done})
+}
+
+func (s *server) rm(w http.ResponseWriter, r *http.Request) error {
+	names, err := readImages(w, r)
+	if err != nil {
+		return err
+	}
+	rep, err := Remove(s.opts.Store, names, s.opts.DefaultRegistry, flag(r, "dry_run"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, rep)
+}
+
+func (s *server) gc(w http.ResponseWriter, r *http.Request) error {
+	rep, err := s.opts.Store.GC(flag(r, "dry_run"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, rep)
+}
+
+func (s *server) verify(w http.ResponseWriter, r *http.Request) error {
+	rep, err := s.opts.Store.Verify(cache.VerifyOptions{Repair: flag(r, "repair")})
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, rep)
+}
+
+func (s *server) df(w http.ResponseWriter, _ *http.Request) error {
+	d, err := DiskUsage(s.opts.Store)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, d)
+}
+
+func (s *server) history(w http.ResponseWriter, r *http.Request) error {
+	img := r.URL.Query().Get("image")
+	if img == "" {
+		return errorf(http.StatusBadRequest, "NAME_INVALID", "name the image: ?image=NAME[:TAG]")
+	}
+	h, err := History(s.opts.Store, img, s.opts.DefaultRegistry)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, h)
+}
