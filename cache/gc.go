@@ -42,6 +42,7 @@ func (s *Store) Remove(refs []ImageRef, dryRun bool) (GCReport, error) {
 	var tags []ImageRef
 	rep, err := s.evict(evictRequest{dryRun: dryRun, targets: func(g *graph) []*mnode {
 		var out []*mnode
+		removed := map[*mnode]int{}
 		for _, ref := range refs {
 			root, err := g.resolve(ref)
 			if err != nil {
@@ -50,9 +51,8 @@ func (s *Store) Remove(refs []ImageRef, dryRun bool) (GCReport, error) {
 			}
 			if ref.Tag != "" {
 				tags = append(tags, ref)
-				root.tags = slices.DeleteFunc(root.tags, func(t TagRef) bool { return t.Repo == ref.Repo && t.Tag == ref.Tag })
-				if len(root.tags) > 0 {
-					continue
+				if removed[root]++; removed[root] < len(root.tags) {
+					continue // another tag still names it
 				}
 			}
 			if !slices.Contains(out, root) {

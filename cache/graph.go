@@ -52,7 +52,6 @@ type mnode struct {
 	// child: an index references it, so it belongs to that index's image.
 	child  bool
 	tags   []TagRef
-	repos  map[string]bool
 	last   int64 // last access, unix seconds (0: never recorded)
 	pinned bool  // p:<digest>
 }
