@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/dgraph-io/badger/v4"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -62,7 +63,7 @@ type usage struct {
 
 // allocated is the space a file occupies on disk.
 func allocated(fi fs.FileInfo) int64 {
-	if st, ok := fi.Sys().(*unix.Stat_t); ok {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 		return st.Blocks * 512
 	}
 	return fi.Size()
