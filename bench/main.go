@@ -8,6 +8,8 @@
 //	go run ./bench            # full mode, a few minutes on 2 cores
 //	go run ./bench -quick     # smoke mode, small sizes, under ~90 s
 //	go run ./bench -merge a.md b.md c.md   # medians and spread of reports written with -o
+//	go run ./bench -index     # the index at scale: 100,000 images, 900,000 blobs
+//	go run ./bench -index -quick
 //
 // It is not a load test of anything but loopback servers it starts itself,
 // and it asserts nothing: it reports.
@@ -21,6 +23,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -40,6 +43,16 @@ func mainErr(args []string, stdout, stderr io.Writer) error {
 			return errors.New("-merge: name the report files (written with -o)")
 		}
 		return mergeReports(args[1:], stdout)
+	}
+	if idx, ok, err := parseIndexFlags(args, stderr); ok || err != nil {
+		if err != nil {
+			return err
+		}
+		res, err := runIndex(context.Background(), idx, stderr)
+		if res != nil {
+			res.write(stdout)
+		}
+		return err
 	}
 	cfg, out, err := parseFlags(args, stderr)
 	if err != nil {
@@ -157,4 +170,33 @@ func parseCounts(s string) ([]int, error) {
 		ns = append(ns, n)
 	}
 	return ns, nil
+}
+
+// parseIndexFlags recognises the -index mode; ok says it was asked for.
+func parseIndexFlags(args []string, stderr io.Writer) (indexConfig, bool, error) {
+	if !slices.Contains(args, "-index") && !slices.Contains(args, "--index") {
+		return indexConfig{}, false, nil
+	}
+	fs := flag.NewFlagSet("bench -index", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Bool("index", true, "measure the index at scale")
+	quick := fs.Bool("quick", false, "small sizes: 2,000 images, 100,000 revalidations")
+	images := fs.Int("images", 0, "synthetic images, 9 blobs each (default 100000)")
+	confirms := fs.Int("confirms", 0, "tag revalidations (default 1000000)")
+	keep := fs.Bool("keep", false, "keep the temporary directory")
+	bin := fs.String("pullcache", "", "prebuilt pullcache binary (default: go build ./cmd/pullcache)")
+	if err := fs.Parse(args); err != nil {
+		return indexConfig{}, true, err
+	}
+	cfg := indexConfig{images: 100_000, confirms: 1_000_000, keep: *keep, pullcache: *bin}
+	if *quick {
+		cfg.images, cfg.confirms = 2000, 100_000
+	}
+	if *images > 0 {
+		cfg.images = *images
+	}
+	if *confirms > 0 {
+		cfg.confirms = *confirms
+	}
+	return cfg, true, nil
 }
