@@ -172,15 +172,14 @@ func (p *pass) choose(req evictRequest) {
 }
 
 func (p *pass) evictOne(txn *badger.Txn, root *mnode) {
-	hs := p.g.hashes(root)
 	for _, k := range p.g.reach(root) {
 		p.g.refc[k]--
 		if p.g.refc[k] > 0 {
 			continue
 		}
-		p.dead[k] = hs[k]
-		if rec, ok := readFileRecord(txn, hs[k]); ok {
-			p.rep.Freed += rec.alloc
+		p.dead[k] = p.g.hashOf(k)
+		if alloc, ok := p.g.alloc(txn, k); ok {
+			p.rep.Freed += alloc
 			p.rep.Blobs++
 		}
 	}
@@ -189,15 +188,6 @@ func (p *pass) evictOne(txn *badger.Txn, root *mnode) {
 	p.rep.Images = append(p.rep.Images, p.g.names(root)...)
 }
 
-func readFileRecord(txn *badger.Txn, h v1.Hash) (fileRecord, bool) {
-	item, err := txn.Get(fileKey(h))
-	if err != nil {
-		return fileRecord{}, false
-	}
-	var rec fileRecord
-	_ = item.Value(func(b []byte) error { rec = parseFileRecord(b); return nil })
-	return rec, true
-}
 
 // pinnedBytes is what the blobs of pinned images occupy.
 func (p *pass) pinnedBytes() int64 {
@@ -208,13 +198,13 @@ func (p *pass) pinnedBytes() int64 {
 			if !p.g.pinned(r) {
 				continue
 			}
-			for k, h := range p.g.hashes(r) {
+			for _, k := range p.g.reach(r) {
 				if seen[k] {
 					continue
 				}
 				seen[k] = true
-				if rec, ok := readFileRecord(txn, h); ok {
-					n += rec.alloc
+				if alloc, ok := p.g.alloc(txn, k); ok {
+					n += alloc
 				}
 			}
 		}

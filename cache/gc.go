@@ -178,14 +178,14 @@ func (g *graph) info(txn *badger.Txn, r *mnode) ImageInfo {
 			}
 		}
 	}
-	for k, h := range g.hashes(r) {
-		rec, ok := readFileRecord(txn, h)
+	for _, k := range g.reach(r) {
+		alloc, ok := g.alloc(txn, k)
 		if !ok {
 			continue
 		}
-		i.Size += rec.alloc
+		i.Size += alloc
 		if g.refc[k] <= 1 {
-			i.Unique += rec.alloc
+			i.Unique += alloc
 		}
 	}
 	return i

@@ -1,10 +1,13 @@
 package cache
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/dgraph-io/badger/v4"
@@ -26,6 +29,22 @@ func keyOf(h v1.Hash) dkey {
 	return sha256.Sum256([]byte(h.String()))
 }
 
+// parseKey reads "sha256:<hex>" (or another algorithm) into a key without
+// allocating for the common case; other is true when the digest is not a
+// sha256 one and its v1.Hash must be kept to be found again.
+func parseKey(d []byte) (k dkey, h v1.Hash, other bool, ok bool) {
+	if len(d) == 71 && string(d[:7]) == "sha256:" {
+		if _, err := hex.Decode(k[:], d[7:]); err == nil {
+			return k, v1.Hash{}, false, true
+		}
+	}
+	h, err := v1.NewHash(string(d))
+	if err != nil {
+		return k, h, false, false
+	}
+	return keyOf(h), h, h.Algorithm != "sha256" || len(h.Hex) != 64, true
+}
+
 // TagRef is one tag of a repository.
 type TagRef struct {
 	Repo Repo
@@ -37,7 +56,6 @@ func (t TagRef) String() string { return t.Repo.String() + ":" + t.Tag }
 // gref is one reference of a manifest in the graph.
 type gref struct {
 	k        dkey
-	h        v1.Hash
 	size     int64
 	platform *v1.Platform
 }
@@ -65,13 +83,60 @@ type graph struct {
 	nodes map[dkey]*mnode
 	roots []*mnode
 	refc  map[dkey]int32
+	// other holds the digests that are not sha256, whose keys cannot be
+	// turned back into a digest.
+	other map[dkey]v1.Hash
 	// patterns are the pin patterns (configured and stored).
 	patterns []string
+	// files are the blob records, sorted by key, read when first needed.
+	files []fileEntry
+	fread bool
+}
+
+type fileEntry struct {
+	k     dkey
+	alloc int64
+}
+
+// hashOf turns a key back into its digest.
+func (g *graph) hashOf(k dkey) v1.Hash {
+	if h, ok := g.other[k]; ok {
+		return h
+	}
+	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(k[:])}
+}
+
+// alloc is the recorded allocated size of k's file, if it has one.
+func (g *graph) alloc(txn *badger.Txn, k dkey) (int64, bool) {
+	if !g.fread {
+		g.readFiles(txn)
+	}
+	i, ok := slices.BinarySearchFunc(g.files, k, func(e fileEntry, k dkey) int { return bytes.Compare(e.k[:], k[:]) })
+	if !ok {
+		return 0, false
+	}
+	return g.files[i].alloc, true
+}
+
+func (g *graph) readFiles(txn *badger.Txn) {
+	g.fread = true
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("f:"), PrefetchValues: true, PrefetchSize: 1000})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		k, _, _, ok := parseKey(it.Item().Key()[2:])
+		if !ok {
+			continue
+		}
+		var alloc int64
+		_ = it.Item().Value(func(b []byte) error { alloc = parseFileRecord(b).alloc; return nil })
+		g.files = append(g.files, fileEntry{k: k, alloc: alloc})
+	}
+	slices.SortFunc(g.files, func(a, b fileEntry) int { return bytes.Compare(a.k[:], b.k[:]) })
 }
 
 // loadGraph reads the graph in one read transaction.
 func (s *Store) loadGraph() (*graph, error) {
-	g := &graph{nodes: map[dkey]*mnode{}, refc: map[dkey]int32{}, patterns: s.pinPatterns()}
+	g := &graph{nodes: map[dkey]*mnode{}, refc: map[dkey]int32{}, other: map[dkey]v1.Hash{}, patterns: s.pinPatterns()}
 	err := s.db.View(func(txn *badger.Txn) error {
 		if err := g.readManifests(txn); err != nil {
 			return err
@@ -89,21 +154,118 @@ func (s *Store) loadGraph() (*graph, error) {
 	return g, nil
 }
 
+// leanRecord is the part of a manifest record the graph needs; digests
+// stay bytes until they are keys.
+type leanRecord struct {
+	MediaType string    `json:"t"`
+	Size      int64     `json:"s"`
+	Refs      []leanRef `json:"r"`
+}
+
+type leanRef struct {
+	Digest   json.RawMessage `json:"d"`
+	Size     int64           `json:"s"`
+	Platform *v1.Platform    `json:"p"`
+}
+
+// parse decodes a record. The records of image manifests, which are most
+// of them, are read by a scanner of the exact form json.Marshal writes for
+// manifestRecord (a hundred thousand of them are read per eviction pass);
+// anything else, indexes with platforms included, goes through
+// encoding/json.
+func (r *leanRecord) parse(b []byte) error {
+	if !bytes.Contains(b, []byte(`"p":`)) && r.scan(b) {
+		return nil
+	}
+	*r = leanRecord{}
+	return json.Unmarshal(b, r)
+}
+
+func (r *leanRecord) scan(b []byte) bool {
+	var ok bool
+	if b, ok = bytes.CutPrefix(b, []byte(`{"t":"`)); !ok {
+		return false
+	}
+	i := bytes.IndexByte(b, '"')
+	if i < 0 || bytes.IndexByte(b[:i], '\\') >= 0 {
+		return false
+	}
+	r.MediaType, b = string(b[:i]), b[i+1:]
+	if b, ok = bytes.CutPrefix(b, []byte(`,"s":`)); !ok {
+		return false
+	}
+	if r.Size, b, ok = scanInt(b); !ok {
+		return false
+	}
+	if bytes.Equal(b, []byte(`,"r":null}`)) {
+		return true
+	}
+	if b, ok = bytes.CutPrefix(b, []byte(`,"r":[`)); !ok {
+		return false
+	}
+	for len(b) > 0 && b[0] != ']' {
+		b = bytes.TrimPrefix(b, []byte(","))
+		if b, ok = bytes.CutPrefix(b, []byte(`{"d":"`)); !ok {
+			return false
+		}
+		i := bytes.IndexByte(b, '"')
+		if i < 0 {
+			return false
+		}
+		d := b[:i]
+		if b, ok = bytes.CutPrefix(b[i+1:], []byte(`,"s":`)); !ok {
+			return false
+		}
+		var size int64
+		if size, b, ok = scanInt(b); !ok {
+			return false
+		}
+		if j := bytes.IndexByte(b, '}'); j < 0 {
+			return false
+		} else {
+			b = b[j+1:] // the media type, if any
+		}
+		r.Refs = append(r.Refs, leanRef{Digest: bytes.Clone(d), Size: size}) // b is badger's buffer
+	}
+	return bytes.Equal(b, []byte("]}"))
+}
+
+func scanInt(b []byte) (int64, []byte, bool) {
+	i := 0
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+		i++
+	}
+	n, err := strconv.ParseInt(string(b[:i]), 10, 64)
+	return n, b[i:], err == nil
+}
+
 func (g *graph) readManifests(txn *badger.Txn) error {
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("m:"), PrefetchValues: true, PrefetchSize: 100})
 	defer it.Close()
+	var rec leanRecord
 	for it.Rewind(); it.Valid(); it.Next() {
 		h, err := v1.NewHash(string(it.Item().Key()[2:]))
 		if err != nil {
 			continue
 		}
-		var rec manifestRecord
-		if err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &rec) }); err != nil {
+		rec = leanRecord{}
+		if err := it.Item().Value(func(b []byte) error { return rec.parse(b) }); err != nil {
 			continue
 		}
 		n := &mnode{h: h, k: keyOf(h), mediaType: rec.MediaType, size: rec.Size, refs: make([]gref, 0, len(rec.Refs))}
+		g.keep(n.k, h)
 		for _, d := range rec.Refs {
-			r := gref{k: keyOf(d.Digest), h: d.Digest, size: d.Size}
+			k, rh, other, ok := parseKey(bytes.Trim(d.Digest, `"`))
+			if !ok {
+				continue
+			}
+			if other {
+				g.other[k] = rh
+			}
+			r := gref{k: k, size: d.Size}
 			if n.isIndex() {
 				r.platform = d.Platform
 			}
@@ -112,6 +274,12 @@ func (g *graph) readManifests(txn *badger.Txn) error {
 		g.nodes[n.k] = n
 	}
 	return nil
+}
+
+func (g *graph) keep(k dkey, h v1.Hash) {
+	if h.Algorithm != "sha256" || len(h.Hex) != 64 {
+		g.other[k] = h
+	}
 }
 
 func (g *graph) readTags(txn *badger.Txn) error {
@@ -133,19 +301,27 @@ func (g *graph) readTags(txn *badger.Txn) error {
 	return nil
 }
 
-// readMeta reads pins and access times of the manifests.
+// readMeta reads pins and access times of the manifests, each in one
+// pass over its keys (sequential reads beat a lookup per manifest).
 func (g *graph) readMeta(txn *badger.Txn) {
-	for _, n := range g.nodes {
-		if _, err := txn.Get(pinKey(n.h)); err == nil {
-			n.pinned = true
+	g.scanKeys(txn, "p:", false, func(n *mnode, _ []byte) { n.pinned = true })
+	g.scanKeys(txn, "a:", true, func(n *mnode, v []byte) {
+		if len(v) == 8 {
+			n.last = int64(binary.BigEndian.Uint64(v))
 		}
-		if item, err := txn.Get(accessKey(n.h)); err == nil {
-			_ = item.Value(func(b []byte) error {
-				if len(b) == 8 {
-					n.last = int64(binary.BigEndian.Uint64(b))
-				}
-				return nil
-			})
+	})
+}
+
+func (g *graph) scanKeys(txn *badger.Txn, prefix string, values bool, fn func(n *mnode, v []byte)) {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefix), PrefetchValues: values, PrefetchSize: 1000})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		k, _, _, ok := parseKey(it.Item().Key()[len(prefix):])
+		if !ok {
+			continue
+		}
+		if n := g.nodes[k]; n != nil {
+			_ = it.Item().Value(func(v []byte) error { fn(n, v); return nil })
 		}
 	}
 }
@@ -177,41 +353,26 @@ func (g *graph) link() {
 // reach is every digest of root's image, once each: the root, its
 // references, and for an index its children's references.
 func (g *graph) reach(root *mnode) []dkey {
-	seen := map[dkey]bool{}
-	var out []dkey
+	out := make([]dkey, 0, len(root.refs)+1)
+	// Images reach a few dozen digests: a linear check beats a map.
+	add := func(k dkey) bool {
+		if slices.Contains(out, k) {
+			return false
+		}
+		out = append(out, k)
+		return true
+	}
 	var walk func(n *mnode, depth int)
 	walk = func(n *mnode, depth int) {
-		if seen[n.k] {
+		if !add(n.k) {
 			return
 		}
-		seen[n.k] = true
-		out = append(out, n.k)
 		for _, r := range n.refs {
 			if c := g.nodes[r.k]; c != nil && n.isIndex() && depth < 4 {
 				walk(c, depth+1)
 				continue
 			}
-			if !seen[r.k] {
-				seen[r.k] = true
-				out = append(out, r.k)
-			}
-		}
-	}
-	walk(root, 0)
-	return out
-}
-
-// hashes maps the digests of root's image back to v1.Hash.
-func (g *graph) hashes(root *mnode) map[dkey]v1.Hash {
-	out := map[dkey]v1.Hash{}
-	var walk func(n *mnode, depth int)
-	walk = func(n *mnode, depth int) {
-		out[n.k] = n.h
-		for _, r := range n.refs {
-			out[r.k] = r.h
-			if c := g.nodes[r.k]; c != nil && n.isIndex() && depth < 4 {
-				walk(c, depth+1)
-			}
+			add(r.k)
 		}
 	}
 	walk(root, 0)
