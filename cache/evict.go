@@ -188,7 +188,6 @@ func (p *pass) evictOne(txn *badger.Txn, root *mnode) {
 	p.rep.Images = append(p.rep.Images, p.g.names(root)...)
 }
 
-
 // pinnedBytes is what the blobs of pinned images occupy.
 func (p *pass) pinnedBytes() int64 {
 	seen := map[dkey]bool{}
