@@ -28,7 +28,7 @@ type config struct {
 	herdSize     int64         // row 7 layer
 	herdClients  []int         // row 7 herd sizes
 	herdMBps     float64       // upstream link rate in row 7, MB/s
-	only         []int         // rows to run (1-7); empty runs all
+	only         []int         // rows to run (1-8); empty runs all
 }
 
 const mib = 1 << 20

@@ -157,8 +157,8 @@ func TestParseRows(t *testing.T) {
 }
 
 func TestParseRowsRejectsUnknownRow(t *testing.T) {
-	if _, err := parseRows("8"); err == nil {
-		t.Error("parseRows(\"8\"): want an error")
+	if _, err := parseRows("9"); err == nil {
+		t.Error("parseRows(\"9\"): want an error")
 	}
 }
 

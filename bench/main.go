@@ -143,7 +143,7 @@ func writeReport(path string, rep *report) error {
 	return nil
 }
 
-// parseRows parses "2,4" into [2 4]; every row must be 1 to 7.
+// parseRows parses "2,4" into [2 4]; every row must be 1 to 8.
 func parseRows(s string) ([]int, error) {
 	if s == "" {
 		return nil, nil
@@ -151,8 +151,8 @@ func parseRows(s string) ([]int, error) {
 	var rows []int
 	for _, f := range strings.Split(s, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 1 || n > 7 {
-			return nil, fmt.Errorf("-rows: %q is not a row from 1 to 7", f)
+		if err != nil || n < 1 || n > 8 {
+			return nil, fmt.Errorf("-rows: %q is not a row from 1 to 8", f)
 		}
 		rows = append(rows, n)
 	}

@@ -35,10 +35,10 @@ var errNotRunning = errors.New("server not running")
 // opTimeout bounds any single multi-client operation (rows 5 to 7).
 const opTimeout = 10 * time.Minute
 
-// measureAll runs the seven rows in order; a failure in one row is reported
+// measureAll runs the eight rows in order; a failure in one row is reported
 // in the table and the run goes on.
 func (b *bench) measureAll(ctx context.Context) {
-	rows := []func(context.Context){b.rowWarmBig, b.rowWarmSmall, b.rowManifests, b.rowColdPull, b.rowHerd, b.rowMemory, b.rowHerdFanOut}
+	rows := []func(context.Context){b.rowWarmBig, b.rowWarmSmall, b.rowManifests, b.rowColdPull, b.rowHerd, b.rowMemory, b.rowHerdFanOut, b.rowEvictChurn}
 	for i, r := range rows {
 		if ctx.Err() != nil {
 			return

@@ -101,17 +101,17 @@ http: {addr: "127.0.0.1:%d"}
 
 // startPullcache runs pullcache on a fresh data directory with docker.io
 // mapped to upstream.
-func (l *launcher) startPullcache(ctx context.Context, bin, upstream string) (*server, error) {
+func (l *launcher) startPullcache(ctx context.Context, bin, upstream string, extra ...string) (*server, error) {
 	data, err := l.freshDir("pullcache-data")
 	if err != nil {
 		return nil, err
 	}
 	argv := func(port int) ([]string, error) {
-		return []string{bin, "serve",
+		return append([]string{bin, "serve",
 			"--listen", "127.0.0.1:" + strconv.Itoa(port),
 			"--data", data,
 			"--upstream", "docker.io=" + upstream,
-		}, nil
+		}, extra...), nil
 	}
 	s, err := l.start(ctx, "pullcache", nil, argv, "/v2/")
 	if err != nil {
