@@ -114,9 +114,8 @@ func (s *Store) ImportImage(repo Repo, tags []string, manifests []*Manifest, at 
 	for _, tag := range tags {
 		s.hotTag.Add(hotTagKey(repo, tag), Tag{Digest: manifests[0].Digest, Confirmed: at})
 	}
-	for _, m := range manifests {
-		s.access.touch(m.Digest)
-	}
+	// No access time: importing is not pulling (an unpinned image nobody
+	// pulled is the first to go).
 	return nil
 }
 
