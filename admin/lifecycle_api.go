@@ -87,12 +87,38 @@ func (s *server) gc(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, rep)
 }
 
+// VerifyEvent is one line of a verify's progress stream (Accept:
+// application/x-ndjson): bytes hashed so far, and last the report or the
+// error.
+type VerifyEvent struct {
+	Done   int64               `json:"done,omitempty"`
+	Total  int64               `json:"total,omitempty"`
+	Report *cache.VerifyReport `json:"report,omitempty"`
+	Error  *WireError          `json:"error,omitempty"`
+}
+
 func (s *server) verify(w http.ResponseWriter, r *http.Request) error {
-	rep, err := s.opts.Store.Verify(cache.VerifyOptions{Repair: flag(r, "repair")})
-	if err != nil {
-		return err
+	opts := cache.VerifyOptions{Repair: flag(r, "repair")}
+	if !wantsProgress(r) {
+		rep, err := s.opts.Store.Verify(opts)
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, rep)
 	}
-	return writeJSON(w, rep)
+	st := newStream(w)
+	opts.Progress = func(done, total int64) { st.send("verify", false, VerifyEvent{Done: done, Total: total}) }
+	rep, err := s.opts.Store.Verify(opts)
+	switch {
+	case err != nil && !st.isStarted():
+		return err
+	case err != nil:
+		s.opts.Logger.Warn("admin verify failed", "err", err)
+		st.send("verify", true, VerifyEvent{Error: wireError(err)})
+	default:
+		st.send("verify", true, VerifyEvent{Report: &rep})
+	}
+	return nil
 }
 
 func (s *server) df(w http.ResponseWriter, _ *http.Request) error {

@@ -141,3 +141,41 @@ func TestImportRefusesAnArchiveThatCannotFit(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestVerifyStreamsItsProgress(t *testing.T) {
+	s := openStore(t)
+	dir, _ := archivetest.OCILayoutDir(t, "docker.io/library/app:v1", "")
+	if _, err := admin.ImportFile(s, dir, archive.Options{TempDir: t.TempDir()}, at); err != nil {
+		t.Fatal(err)
+	}
+	srv := newAPI(t, s, admin.Options{})
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/admin/verify", nil)
+	req.Header.Set("Accept", "application/x-ndjson")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "application/x-ndjson" {
+		t.Fatalf("content type %q", ct)
+	}
+	dec := json.NewDecoder(resp.Body)
+	var events []admin.VerifyEvent
+	for {
+		var ev admin.VerifyEvent
+		if err := dec.Decode(&ev); err != nil {
+			break
+		}
+		events = append(events, ev)
+	}
+	if len(events) < 2 {
+		t.Fatalf("events: %+v", events)
+	}
+	last := events[len(events)-1]
+	if last.Report == nil || !last.Report.Clean() || last.Report.Files == 0 {
+		t.Errorf("last event: %+v", last)
+	}
+	if events[0].Done <= 0 {
+		t.Errorf("first event: %+v", events[0])
+	}
+}

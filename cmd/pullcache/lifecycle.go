@@ -247,13 +247,10 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return withTarget(ctx, cfg, stderr, func(t target) error {
 		bar := newVerifyBar(stdout, isTerminal(stdout))
 		verify := func(repair bool) (cache.VerifyReport, error) {
-			q := ""
-			if repair {
-				q = "?repair=1"
+			if t.client != nil {
+				return t.client.verify(t.ctx, repair, bar.update)
 			}
-			return call(t, http.MethodPost, "/admin/verify"+q, nil, func(s *cache.Store) (cache.VerifyReport, error) {
-				return s.Verify(cache.VerifyOptions{Repair: repair, Progress: bar.update})
-			})
+			return t.store.Verify(cache.VerifyOptions{Repair: repair, Progress: bar.update})
 		}
 		rep, err := verify(repair)
 		bar.done()
@@ -437,4 +434,43 @@ func runHistory(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		return tw.Flush()
 	})
+}
+
+// verify runs verify on the server, following its progress stream.
+func (c *adminClient) verify(ctx context.Context, repair bool, progress func(done, total int64)) (cache.VerifyReport, error) {
+	var rep cache.VerifyReport
+	path := "http://pullcache/admin/verify"
+	if repair {
+		path += "?repair=1"
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, path, nil)
+	if err != nil {
+		return rep, err
+	}
+	req.Header.Set("Accept", "application/x-ndjson")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return rep, fmt.Errorf("admin socket: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return rep, apiError(resp)
+	}
+	dec := json.NewDecoder(resp.Body)
+	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/x-ndjson") {
+		return rep, dec.Decode(&rep) // a server that sends the report at once
+	}
+	for {
+		var ev admin.VerifyEvent
+		if err := dec.Decode(&ev); err != nil {
+			return rep, fmt.Errorf("verify: the server's answer was cut short: %w", err)
+		}
+		switch {
+		case ev.Error != nil:
+			return rep, errors.New(ev.Error.Message)
+		case ev.Report != nil:
+			return *ev.Report, nil
+		}
+		progress(ev.Done, ev.Total)
+	}
 }
