@@ -115,7 +115,7 @@ func Describe(store *cache.Store, n archive.Name, h v1.Hash, full bool) (ImageIn
 		return ImageInfo{}, fmt.Errorf("%s: manifest %s: %w", n, h, err)
 	}
 	info := ImageInfo{Registry: n.Registry, Repository: n.Repository, Tag: n.Tag, Digest: h.String(),
-		MediaType: m.MediaType, Pinned: store.Pinned(h), Platforms: []PlatformInfo{}}
+		MediaType: m.MediaType, Pinned: store.PinnedAs(repo, n.Tag, h), Platforms: []PlatformInfo{}}
 	if at, ok := store.LastAccess(h); ok {
 		info.LastPulled = at.UTC()
 	}

@@ -463,3 +463,21 @@ func TestAWriteLargerThanTheBoundIsRefused(t *testing.T) {
 		t.Fatalf("err = %v, want ErrNoSpace", err)
 	}
 }
+
+func TestPinnedAsMatchesPatternsAndDigests(t *testing.T) {
+	s, _ := policyStore(t, Options{Pins: []string{"docker.io/library/golang:1.*"}})
+	repo := Repo{Registry: "docker.io", Name: "library/golang"}
+	h := digestOf([]byte("x"))
+	if !s.PinnedAs(repo, "1.22", h) {
+		t.Error("a configured pattern does not pin golang:1.22")
+	}
+	if s.PinnedAs(repo, "latest", h) {
+		t.Error("golang:latest pinned")
+	}
+	if err := s.Pin("docker.io/library/golang@" + h.String()); err != nil {
+		t.Fatal(err)
+	}
+	if !s.PinnedAs(repo, "latest", h) || !s.Pinned(h) {
+		t.Error("a pin by digest does not pin the image")
+	}
+}

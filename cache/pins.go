@@ -153,3 +153,16 @@ func (s *Store) Pinned(h v1.Hash) bool {
 	})
 	return err == nil || matchPinDigest(s.pinPatterns(), &mnode{h: h})
 }
+
+// PinnedAs reports whether the image h, named tag of r (tag may be
+// empty), is pinned: by digest, or by a pattern matching the name.
+func (s *Store) PinnedAs(r Repo, tag string, h v1.Hash) bool {
+	if s.Pinned(h) {
+		return true
+	}
+	patterns := s.pinPatterns()
+	if tag != "" && matchPin(patterns, r.String()+":"+tag) {
+		return true
+	}
+	return matchPin(patterns, r.String()+"@"+h.String())
+}
