@@ -370,7 +370,7 @@ func lastAccess(txn *badger.Txn, h v1.Hash) int64 {
 // report logs one line per pass that did something and counts it.
 func (s *Store) report(rep GCReport, took time.Duration) {
 	s.metrics.pinned.Set(float64(rep.Pinned))
-	if rep.PinnedOverBound {
+	if rep.PinnedOverBound && s.warnPinned() {
 		s.log.Error("pinned images alone exceed the size bound; they are never evicted: unpin some or raise max_size",
 			"pinned", rep.Pinned, "bound", s.opts.MaxSize)
 	}
@@ -386,4 +386,15 @@ func (s *Store) report(rep GCReport, took time.Duration) {
 	s.log.Info("eviction pass", "images", rep.Evicted, "blobs", rep.Blobs, "orphans", rep.Orphans,
 		"freed", rep.Freed, "used", rep.Usage.Used, "bound", s.opts.MaxSize, "free", rep.Usage.Free,
 		"pinned", rep.Pinned, "took", took.Round(time.Millisecond))
+}
+
+// warnPinned rations the pinned-over-bound error to one line every ten
+// minutes: loud, not a flood.
+func (s *Store) warnPinned() bool {
+	now := time.Now()
+	if last := s.pinnedWarned.Load(); last != 0 && now.Sub(time.Unix(0, last)) < 10*time.Minute {
+		return false
+	}
+	s.pinnedWarned.Store(now.UnixNano())
+	return true
 }

@@ -201,6 +201,7 @@ func (s *Store) housekeep() {
 	tick := time.NewTicker(s.opts.Housekeeping)
 	defer tick.Stop()
 	lastSweep, lastVlog := time.Now(), time.Now()
+	var futile futilePass
 	for {
 		select {
 		case <-s.stop:
@@ -209,12 +210,19 @@ func (s *Store) housekeep() {
 		case <-s.kick:
 		}
 		s.gate.check()
-		s.metrics.observe(s.Usage(), s.gate.readOnly.Load())
+		u := s.Usage()
+		s.metrics.observe(u, s.gate.readOnly.Load())
 		sweep := time.Since(lastSweep) >= s.opts.SweepEvery
-		if need := s.overBound(); need > 0 || sweep {
-			if _, err := s.evict(evictRequest{need: need, sweep: sweep}); err != nil {
+		need := s.overBound()
+		if need > 0 && !sweep && futile.skip(u.Used) {
+			continue
+		}
+		if need > 0 || sweep {
+			rep, err := s.evict(evictRequest{need: need, sweep: sweep})
+			if err != nil {
 				s.log.Warn("eviction pass failed", "err", err)
 			}
+			futile.record(need > 0 && rep.Freed == 0, rep.Usage.Used)
 			if sweep {
 				lastSweep = time.Now()
 			}
@@ -223,6 +231,27 @@ func (s *Store) housekeep() {
 			s.valueLogGC()
 			lastVlog = time.Now()
 		}
+	}
+}
+
+// futilePass remembers a pass that was over the bound and could free
+// nothing (everything pinned or in use): the next ones wait until the
+// cache grew or five minutes passed, instead of reading the whole index
+// every tick.
+type futilePass struct {
+	at   time.Time
+	used int64
+}
+
+func (f *futilePass) skip(used int64) bool {
+	return !f.at.IsZero() && used <= f.used && time.Since(f.at) < 5*time.Minute
+}
+
+func (f *futilePass) record(futile bool, used int64) {
+	if futile {
+		f.at, f.used = time.Now(), used
+	} else {
+		f.at = time.Time{}
 	}
 }
 

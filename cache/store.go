@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -91,13 +92,15 @@ type Store struct {
 	gate    indexGate
 	guard   refGuard
 	passMu  sync.Mutex // one eviction pass at a time
-	metrics *storeMetrics
-	now     func() time.Time
-	stop    chan struct{}
-	kick    chan struct{}
-	wg      sync.WaitGroup
-	closed  sync.Once
-	cerr    error
+	// pinnedWarned is when pins over the bound were last logged.
+	pinnedWarned atomic.Int64
+	metrics      *storeMetrics
+	now          func() time.Time
+	stop         chan struct{}
+	kick         chan struct{}
+	wg           sync.WaitGroup
+	closed       sync.Once
+	cerr         error
 }
 
 // Open opens (creating if needed) the store in opts.Dir.
