@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -201,7 +202,6 @@ func (s *Store) housekeep() {
 	tick := time.NewTicker(s.opts.Housekeeping)
 	defer tick.Stop()
 	lastSweep, lastVlog := time.Now(), time.Now()
-	var futile futilePass
 	for {
 		select {
 		case <-s.stop:
@@ -214,7 +214,7 @@ func (s *Store) housekeep() {
 		s.metrics.observe(u, s.gate.readOnly.Load())
 		sweep := time.Since(lastSweep) >= s.opts.SweepEvery
 		need := s.overBound()
-		if need > 0 && !sweep && futile.skip(u.Used) {
+		if need > 0 && !sweep && s.futile.skip(s.use.blobs.Load()) {
 			continue
 		}
 		if need > 0 || sweep {
@@ -222,7 +222,7 @@ func (s *Store) housekeep() {
 			if err != nil {
 				s.log.Warn("eviction pass failed", "err", err)
 			}
-			futile.record(need > 0 && rep.Freed == 0, rep.Usage.Used)
+			s.futile.record(need > 0 && rep.Freed == 0, s.use.blobs.Load())
 			if sweep {
 				lastSweep = time.Now()
 			}
@@ -239,15 +239,20 @@ func (s *Store) housekeep() {
 // cache grew or five minutes passed, instead of reading the whole index
 // every tick.
 type futilePass struct {
+	mu   sync.Mutex
 	at   time.Time
 	used int64
 }
 
 func (f *futilePass) skip(used int64) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	return !f.at.IsZero() && used <= f.used && time.Since(f.at) < 5*time.Minute
 }
 
 func (f *futilePass) record(futile bool, used int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if futile {
 		f.at, f.used = time.Now(), used
 	} else {

@@ -92,6 +92,7 @@ type Store struct {
 	gate    indexGate
 	guard   refGuard
 	passMu  sync.Mutex // one eviction pass at a time
+	futile  futilePass // the last pass that could free nothing
 	// pinnedWarned is when pins over the bound were last logged.
 	pinnedWarned atomic.Int64
 	metrics      *storeMetrics
