@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"slices"
@@ -288,22 +289,13 @@ func (s *Store) deleteKeys(keys [][]byte) error {
 }
 
 // removeLinks deletes every repository link to a digest dead says is
-// gone, and forgets the links found in memory.
+// gone, and the referrers lists of such subjects, and forgets the links
+// found in memory.
 func (s *Store) removeLinks(dead func(dkey) bool) error {
 	var keys [][]byte
 	err := s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("l:")})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			k := it.Item().Key()
-			i := strings.LastIndexByte(string(k), '@')
-			if i < 0 {
-				continue
-			}
-			h, err := v1.NewHash(string(k[i+1:]))
-			if err == nil && dead(keyOf(h)) {
-				keys = append(keys, it.Item().KeyCopy(nil))
-			}
+		for _, prefix := range []string{"l:", "rf:"} {
+			keys = append(keys, deadKeys(txn, prefix, dead)...)
 		}
 		return nil
 	})
@@ -314,6 +306,25 @@ func (s *Store) removeLinks(dead func(dkey) bool) error {
 		s.hotLink.Purge()
 	}
 	return s.deleteKeys(keys)
+}
+
+// deadKeys are the keys under prefix ending in "@<digest>" of a dead
+// digest.
+func deadKeys(txn *badger.Txn, prefix string, dead func(dkey) bool) [][]byte {
+	var keys [][]byte
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefix)})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		k := it.Item().Key()
+		i := bytes.LastIndexByte(k, '@')
+		if i < 0 {
+			continue
+		}
+		if dk, _, _, ok := parseKey(k[i+1:]); ok && dead(dk) {
+			keys = append(keys, it.Item().KeyCopy(nil))
+		}
+	}
+	return keys
 }
 
 func (s *Store) fillInFlight(h v1.Hash) bool {

@@ -481,3 +481,47 @@ func TestPinnedAsMatchesPatternsAndDigests(t *testing.T) {
 		t.Error("a pin by digest does not pin the image")
 	}
 }
+
+func TestReferrersAreEvictedWithTheirSubject(t *testing.T) {
+	s, clock := policyStore(t, Options{})
+	subject := putImage(t, s, "signed", []int{4 << 10})
+	other := putImage(t, s, "other", []int{4 << 10})
+	sigLayer := putBlob(t, s, randomBytes(t, 1<<10))
+	sigConfig := putBlob(t, s, []byte(`{"sig":1}`))
+	sig := imageManifest(t, sigConfig, sigLayer)
+	if err := s.PutManifest(subject.repo, sig, "", s.now()); err != nil {
+		t.Fatal(err)
+	}
+	desc := v1.Descriptor{MediaType: "application/vnd.oci.image.manifest.v1+json", Digest: sig.Digest, Size: int64(len(sig.Bytes))}
+	if err := s.PutReferrers(subject.repo, subject.m.Digest, []v1.Descriptor{desc}, s.now()); err != nil {
+		t.Fatal(err)
+	}
+	pull(t, s, clock, time.Minute, subject.m.Digest)
+	pull(t, s, clock, 2*time.Minute, other.m.Digest)
+	pull(t, s, clock, 3*time.Minute, sig.Digest) // a client checks the signature last
+
+	imgs, err := s.Images()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(imgs) != 2 {
+		t.Errorf("the referrer is listed as an image of its own: %+v", imgs)
+	}
+	rep := evictNeed(t, s, 1)
+	if rep.Evicted != 1 || rep.Images[0] != other.repo.String()+":v1" {
+		t.Fatalf("evicted %v first, want the other image: pulling the referrer counts for its subject", rep.Images)
+	}
+	rep = evictNeed(t, s, 1)
+	if rep.Evicted != 1 || rep.Images[0] != subject.repo.String()+":v1" {
+		t.Fatalf("evicted %v, want the subject", rep.Images)
+	}
+	if _, err := s.Manifest(sig.Digest); !errors.Is(err, ErrNotFound) {
+		t.Errorf("the referrer survived its subject: %v", err)
+	}
+	if s.HasBlob(sigLayer.Digest) {
+		t.Error("the referrer's blob survived")
+	}
+	if _, _, err := s.Referrers(subject.repo, subject.m.Digest); !errors.Is(err, ErrNotFound) {
+		t.Errorf("the subject's referrers list survived: %v", err)
+	}
+}

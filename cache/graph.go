@@ -67,11 +67,15 @@ type mnode struct {
 	mediaType string
 	size      int64
 	refs      []gref
-	// child: an index references it, so it belongs to that index's image.
-	child  bool
-	tags   []TagRef
-	last   int64 // last access, unix seconds (0: never recorded)
-	pinned bool  // p:<digest>
+	// child: an index references it, or it is a referrer of a cached
+	// subject, so it belongs to that image.
+	child bool
+	// referrers are the cached manifests whose subject this is
+	// (signatures, SBOMs): evicted with it.
+	referrers []dkey
+	tags      []TagRef
+	last      int64 // last access, unix seconds (0: never recorded)
+	pinned    bool  // p:<digest>
 }
 
 func (n *mnode) isIndex() bool { return types.MediaType(n.mediaType).IsIndex() }
@@ -144,6 +148,7 @@ func (s *Store) loadGraph() (*graph, error) {
 		if err := g.readTags(txn); err != nil {
 			return err
 		}
+		g.readReferrers(txn)
 		g.readMeta(txn)
 		return nil
 	})
@@ -301,6 +306,35 @@ func (g *graph) readTags(txn *badger.Txn) error {
 	return nil
 }
 
+// readReferrers attaches each cached referrer to its cached subject, in
+// every repository's referrers list.
+func (g *graph) readReferrers(txn *badger.Txn) {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("rf:"), PrefetchValues: true, PrefetchSize: 100})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		key := it.Item().Key()
+		i := bytes.LastIndexByte(key, '@')
+		if i < 0 {
+			continue
+		}
+		k, _, _, ok := parseKey(key[i+1:])
+		subject := g.nodes[k]
+		if !ok || subject == nil {
+			continue
+		}
+		var rec referrersRecord
+		if err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &rec) }); err != nil {
+			continue
+		}
+		for _, d := range rec.Manifests {
+			rk := keyOf(d.Digest)
+			if g.nodes[rk] != nil && rk != k && !slices.Contains(subject.referrers, rk) {
+				subject.referrers = append(subject.referrers, rk)
+			}
+		}
+	}
+}
+
 // readMeta reads pins and access times of the manifests, each in one
 // pass over its keys (sequential reads beat a lookup per manifest).
 func (g *graph) readMeta(txn *badger.Txn) {
@@ -329,6 +363,9 @@ func (g *graph) scanKeys(txn *badger.Txn, prefix string, values bool, fn func(n 
 // link marks children, finds the roots and counts references.
 func (g *graph) link() {
 	for _, n := range g.nodes {
+		for _, rk := range n.referrers {
+			g.nodes[rk].child = true
+		}
 		if !n.isIndex() {
 			continue
 		}
@@ -367,6 +404,11 @@ func (g *graph) reach(root *mnode) []dkey {
 		if !add(n.k) {
 			return
 		}
+		for _, rk := range n.referrers {
+			if depth < 4 {
+				walk(g.nodes[rk], depth+1)
+			}
+		}
 		for _, r := range n.refs {
 			if c := g.nodes[r.k]; c != nil && n.isIndex() && depth < 4 {
 				walk(c, depth+1)
@@ -380,9 +422,13 @@ func (g *graph) reach(root *mnode) []dkey {
 }
 
 // lastUsed is when root's image was last pulled: an index pulled counts as
-// its children pulled, and a child pulled counts for the index.
+// its children pulled, and a child or a referrer (a signature checked on
+// pull) pulled counts for the image.
 func (g *graph) lastUsed(root *mnode) int64 {
 	last := root.last
+	for _, rk := range root.referrers {
+		last = max(last, g.nodes[rk].last)
+	}
 	if root.isIndex() {
 		for _, r := range root.refs {
 			if c := g.nodes[r.k]; c != nil {

@@ -23,7 +23,7 @@ type referrersRecord struct {
 // PutReferrers records the referrers of subject in r as the upstream
 // listed them, and when.
 func (s *Store) PutReferrers(r Repo, subject v1.Hash, refs []v1.Descriptor, at time.Time) error {
-	err := s.db.Update(func(txn *badger.Txn) error {
+	err := s.update(func(txn *badger.Txn) error {
 		return setJSON(txn, referrersKey(r, subject), referrersRecord{Manifests: nonNil(refs), Fetched: at})
 	})
 	if err != nil {
@@ -36,7 +36,7 @@ func (s *Store) PutReferrers(r Repo, subject v1.Hash, refs []v1.Descriptor, at t
 // (an import), keeping one entry per digest, and marks the list as known
 // at time at.
 func (s *Store) AddReferrers(r Repo, subject v1.Hash, refs []v1.Descriptor, at time.Time) error {
-	err := s.db.Update(func(txn *badger.Txn) error {
+	err := s.update(func(txn *badger.Txn) error {
 		var rec referrersRecord
 		if err := readJSON(txn, referrersKey(r, subject), &rec); err != nil && !errors.Is(err, ErrNotFound) {
 			return err
