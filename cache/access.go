@@ -28,7 +28,9 @@ func newAccessLog(s *Store) *accessLog {
 }
 
 func (a *accessLog) touch(h v1.Hash) {
-	now := a.s.now().Unix()
+	// Milliseconds: a client pulls several images a second, and eviction
+	// must tell which came last.
+	now := a.s.now().UnixMilli()
 	a.mu.Lock()
 	a.seen[h] = now
 	a.mu.Unlock()
@@ -97,7 +99,7 @@ func (s *Store) LastAccess(h v1.Hash) (time.Time, bool) {
 			return err
 		}
 		return item.Value(func(b []byte) error {
-			at = time.Unix(int64(binary.BigEndian.Uint64(b)), 0)
+			at = time.UnixMilli(accessMillis(b))
 			return nil
 		})
 	})
@@ -107,4 +109,19 @@ func (s *Store) LastAccess(h v1.Hash) (time.Time, bool) {
 func (a *accessLog) close() {
 	close(a.stop)
 	<-a.done
+}
+
+// accessMillis reads an access record: milliseconds since the epoch.
+// Records written before they were kept in milliseconds hold seconds,
+// which are told apart by their size (seconds stay below 10^11 until
+// the year 5138; milliseconds are above it since 1973).
+func accessMillis(b []byte) int64 {
+	if len(b) != 8 {
+		return 0
+	}
+	v := int64(binary.BigEndian.Uint64(b))
+	if v < 1e11 {
+		v *= 1000
+	}
+	return v
 }

@@ -2,7 +2,6 @@ package cache
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"slices"
 	"strings"
@@ -337,7 +336,8 @@ func (s *Store) fillInFlight(h v1.Hash) bool {
 // last read longer ago than the grace period.
 func (p *pass) findOrphans() error {
 	p.orphans = map[dkey]v1.Hash{}
-	cutoff := p.s.now().Add(-p.s.opts.OrphanGrace).Unix()
+	cutoffAt := p.s.now().Add(-p.s.opts.OrphanGrace)
+	cutoff, cutoffMillis := cutoffAt.Unix(), cutoffAt.UnixMilli()
 	return p.s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("f:"), PrefetchValues: true, PrefetchSize: 1000})
 		defer it.Close()
@@ -352,7 +352,7 @@ func (p *pass) findOrphans() error {
 			}
 			var rec fileRecord
 			_ = it.Item().Value(func(b []byte) error { rec = parseFileRecord(b); return nil })
-			if rec.committed > cutoff || lastAccess(txn, h) > cutoff {
+			if rec.committed > cutoff || lastAccess(txn, h) > cutoffMillis {
 				continue
 			}
 			p.orphans[k] = h
@@ -369,12 +369,7 @@ func lastAccess(txn *badger.Txn, h v1.Hash) int64 {
 		return 0
 	}
 	var at int64
-	_ = item.Value(func(b []byte) error {
-		if len(b) == 8 {
-			at = int64(binary.BigEndian.Uint64(b))
-		}
-		return nil
-	})
+	_ = item.Value(func(b []byte) error { at = accessMillis(b); return nil })
 	return at
 }
 

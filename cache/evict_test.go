@@ -525,3 +525,23 @@ func TestReferrersAreEvictedWithTheirSubject(t *testing.T) {
 		t.Errorf("the subject's referrers list survived: %v", err)
 	}
 }
+
+func TestPullsWithinOneSecondAreOrdered(t *testing.T) {
+	s, clock := policyStore(t, Options{})
+	a := putImage(t, s, "first", []int{4 << 10})
+	b := putImage(t, s, "second", []int{4 << 10})
+	pull(t, s, clock, 100*time.Millisecond, a.m.Digest)
+	pull(t, s, clock, 200*time.Millisecond, b.m.Digest)
+	if rep := evictNeed(t, s, 1); len(rep.Images) != 1 || rep.Images[0] != a.repo.String()+":v1" {
+		t.Fatalf("evicted %v, want the image pulled 100 ms earlier", rep.Images)
+	}
+	if at, ok := s.LastAccess(b.m.Digest); !ok || !at.Equal(epoch.Add(200*time.Millisecond)) {
+		t.Errorf("last access %v, want %v", at, epoch.Add(200*time.Millisecond))
+	}
+}
+
+func TestAccessTimesInSecondsStillRead(t *testing.T) {
+	if got := accessMillis([]byte{0, 0, 0, 0, 0x65, 0x53, 0xf1, 0x00}); got != 1_700_000_000_000 {
+		t.Errorf("a record in seconds reads as %d ms", got)
+	}
+}

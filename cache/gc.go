@@ -170,7 +170,7 @@ func (s *Store) Images() ([]ImageInfo, error) {
 func (g *graph) info(txn *badger.Txn, r *mnode) ImageInfo {
 	i := ImageInfo{Digest: r.h.String(), MediaType: r.mediaType, Pinned: g.pinned(r)}
 	if last := g.lastUsed(r); last > 0 {
-		i.LastPulled = time.Unix(last, 0).UTC()
+		i.LastPulled = time.UnixMilli(last).UTC()
 	}
 	if r.isIndex() {
 		for _, ref := range r.refs {

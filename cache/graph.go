@@ -3,7 +3,6 @@ package cache
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"slices"
@@ -74,7 +73,7 @@ type mnode struct {
 	// (signatures, SBOMs): evicted with it.
 	referrers []dkey
 	tags      []TagRef
-	last      int64 // last access, unix seconds (0: never recorded)
+	last      int64 // last access, unix milliseconds (0: never recorded)
 	pinned    bool  // p:<digest>
 }
 
@@ -339,11 +338,7 @@ func (g *graph) readReferrers(txn *badger.Txn) {
 // pass over its keys (sequential reads beat a lookup per manifest).
 func (g *graph) readMeta(txn *badger.Txn) {
 	g.scanKeys(txn, "p:", false, func(n *mnode, _ []byte) { n.pinned = true })
-	g.scanKeys(txn, "a:", true, func(n *mnode, v []byte) {
-		if len(v) == 8 {
-			n.last = int64(binary.BigEndian.Uint64(v))
-		}
-	})
+	g.scanKeys(txn, "a:", true, func(n *mnode, v []byte) { n.last = accessMillis(v) })
 }
 
 func (g *graph) scanKeys(txn *badger.Txn, prefix string, values bool, fn func(n *mnode, v []byte)) {
