@@ -545,3 +545,22 @@ func TestAccessTimesInSecondsStillRead(t *testing.T) {
 		t.Errorf("a record in seconds reads as %d ms", got)
 	}
 }
+
+func TestEvictionClosesKeptDescriptors(t *testing.T) {
+	s, _ := policyStore(t, Options{})
+	img := putImage(t, s, "warm", []int{8 << 10})
+	b, err := s.LendBlob(img.layers[0].Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Close() // kept open for the next warm request
+	if rep := evictNeed(t, s, 1); rep.Evicted != 1 {
+		t.Fatalf("not evicted: %+v", rep)
+	}
+	if b, err := s.LendBlob(img.layers[0].Digest); !errors.Is(err, ErrNotFound) {
+		if b != nil {
+			b.Close()
+		}
+		t.Errorf("an evicted blob is still lent from a kept descriptor: %v", err)
+	}
+}

@@ -295,6 +295,7 @@ func (v *verifier) repair() error {
 		if err := os.Rename(s.blobPath(h), dst); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("quarantine %s: %w", h, err)
 		}
+		s.files.drop(h) // no warm request may be served the corrupt bytes from a kept descriptor
 		v.rep.Quarantined = append(v.rep.Quarantined, dst)
 		keys = append(keys, manifestKey(h))
 		s.hotMan.Remove(h)

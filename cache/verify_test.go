@@ -14,6 +14,10 @@ func TestVerifyFindsAndRepairsDamage(t *testing.T) {
 		t.Fatalf("a fresh store: %+v %v", rep, err)
 	}
 	corrupt, gone := img.layers[0].Digest, img.layers[1].Digest
+	// A warm blob: its descriptor is kept for the next request.
+	if b, err := s.LendBlob(corrupt); err == nil {
+		b.Close()
+	}
 	if err := os.WriteFile(s.blobPath(corrupt), []byte("bit rot"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -51,6 +55,12 @@ func TestVerifyFindsAndRepairsDamage(t *testing.T) {
 	}
 	if s.HasBlob(corrupt) {
 		t.Error("the corrupt layer is still in place")
+	}
+	if b, err := s.LendBlob(corrupt); !errors.Is(err, ErrNotFound) {
+		if b != nil {
+			b.Close()
+		}
+		t.Errorf("the quarantined layer is still served from a kept descriptor: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(s.dir, "quarantine", "sha256-"+corrupt.Hex)); err != nil {
 		t.Errorf("not quarantined: %v", err)
