@@ -119,7 +119,7 @@ const TokenPath = "/auth/token"
 type Authenticator struct {
 	opts    Options
 	users   *users
-	limiter *loginLimiter
+	limiter *LoginLimiter
 	key     []byte // HMAC key of tokens, random per process
 }
 
@@ -202,25 +202,36 @@ func (a *Authenticator) Authenticate(r *http.Request) (Identity, *Denial) {
 // login checks a user name and password, rate-limiting failures per
 // client address.
 func (a *Authenticator) login(r *http.Request, user, password string) (Identity, *Denial) {
-	return a.Login(clientKey(r), user, password)
+	return a.Login(ClientKey(r), user, password)
 }
 
 // Login checks a user name and password as a Basic login does, for a
-// login form: failures count towards client's budget (its address; a
-// caller that knows none passes a fixed name, and all such logins then
-// share one budget), and a client over it gets a 429 Denial unchecked.
+// login form: failures count towards client's budget (ClientKey of its
+// request), and a client over it gets a 429 Denial unchecked.
 func (a *Authenticator) Login(client, user, password string) (Identity, *Denial) {
-	addr := client
-	if wait, blocked := a.limiter.blocked(addr); blocked {
-		return Identity{}, &Denial{Status: http.StatusTooManyRequests, RetryAfter: wait,
-			Reason: "too many failed logins from this address; try again later"}
-	}
-	if !a.users.verify(user, password) {
-		a.limiter.failed(addr)
-		a.opts.Logger.Warn("failed login", "user", user, "client", addr)
-		return Identity{}, unauthorized("invalid username or password", "")
+	if d := a.limiter.Check(client, func() bool { return a.users.verify(user, password) }); d != nil {
+		if d.Status == http.StatusUnauthorized {
+			a.opts.Logger.Warn("failed login", "user", user, "client", client)
+		}
+		return Identity{}, d
 	}
 	return a.identity(user, "basic"), nil
+}
+
+// Limiter is the budget of failed logins per address that Login and every
+// request's credentials count against: a login form checking another
+// secret (the admin token) counts its failures here too.
+func (a *Authenticator) Limiter() *LoginLimiter { return a.limiter }
+
+// User is the identity of user as the user and group files say now (its
+// groups reread), for a login kept elsewhere (a console session); false
+// when the user is no longer in the htpasswd file, which ends such a
+// login as it ends the user's tokens.
+func (a *Authenticator) User(user string) (Identity, bool) {
+	if user == "" || !a.users.exists(user) {
+		return Identity{}, false
+	}
+	return a.identity(user, "basic"), true
 }
 
 func (a *Authenticator) identity(user, via string) Identity {

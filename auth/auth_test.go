@@ -378,8 +378,8 @@ func TestFailedLoginsRateLimited(t *testing.T) {
 func TestClientKeyIPv6Prefix(t *testing.T) {
 	a, b := request(""), request("")
 	a.RemoteAddr, b.RemoteAddr = "[2001:db8:1:2::1]:1", "[2001:db8:1:2:ffff::9]:2"
-	if clientKey(a) != clientKey(b) {
-		t.Errorf("%s and %s: one /64, two keys %s %s", a.RemoteAddr, b.RemoteAddr, clientKey(a), clientKey(b))
+	if ClientKey(a) != ClientKey(b) {
+		t.Errorf("%s and %s: one /64, two keys %s %s", a.RemoteAddr, b.RemoteAddr, ClientKey(a), ClientKey(b))
 	}
 }
 
@@ -623,5 +623,53 @@ func TestNewRefusesBadSetups(t *testing.T) {
 	f := newFixture(t, nil)
 	if _, err := New(Options{HtpasswdFile: f.passwd, Rules: []Rule{{Repositories: []string{"["}}}}); err == nil {
 		t.Error("malformed rule accepted")
+	}
+}
+
+// TestLimiterSharedWithOtherLogins: a login form checking another secret
+// counts its failures in the same budget as Basic logins.
+func TestLimiterSharedWithOtherLogins(t *testing.T) {
+	f := newFixture(t, nil, func(o *Options) { o.LoginFailures, o.LoginWindow = 2, 20*time.Second })
+	client := ClientKey(request(""))
+	if d := f.a.Limiter().Check(client, func() bool { return false }); d == nil || d.Status != http.StatusUnauthorized {
+		t.Fatalf("a failed check: %v, want 401", d)
+	}
+	if _, d := f.a.Login(client, "bob", "guess"); d == nil || d.Status != http.StatusUnauthorized {
+		t.Fatalf("a failed login: %v, want 401", d)
+	}
+	ran := false
+	if d := f.a.Limiter().Check(client, func() bool { ran = true; return true }); d == nil || d.Status != http.StatusTooManyRequests {
+		t.Errorf("a third try: %v, want 429", d)
+	}
+	if ran {
+		t.Error("the check ran for a client over its budget")
+	}
+	if _, d := f.a.Authenticate(request(basic("bob", "bob-pw"))); d == nil || d.Status != http.StatusTooManyRequests {
+		t.Errorf("Basic from the same address: %v, want 429", d)
+	}
+	if d := NewLoginLimiter(0, 0).Check(client, func() bool { return true }); d != nil {
+		t.Errorf("a limiter of its own: %v", d)
+	}
+}
+
+func TestUserReadsTheFilesNow(t *testing.T) {
+	f := newFixture(t, nil)
+	if id, ok := f.a.User("carol"); !ok || id.User != "carol" || len(id.Groups) != 1 || id.Admin {
+		t.Errorf("carol: %+v %v", id, ok)
+	}
+	if id, ok := f.a.User("alice"); !ok || !id.Admin {
+		t.Errorf("alice: %+v %v, want an admin", id, ok)
+	}
+	writeFile(t, f.groups, "ops: bob\n")
+	writeFile(t, f.passwd, htpasswdLine(t, "alice", "alice-pw")+"\n"+htpasswdLine(t, "carol", "carol-pw")+"\n")
+	f.clock.advance(2 * time.Second)
+	if _, ok := f.a.User("bob"); ok {
+		t.Error("a removed user is still known")
+	}
+	if id, _ := f.a.User("carol"); len(id.Groups) != 0 {
+		t.Errorf("carol's groups after the group file changed: %v", id.Groups)
+	}
+	if _, ok := f.a.User(""); ok {
+		t.Error("the empty user is known")
 	}
 }

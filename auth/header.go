@@ -57,9 +57,9 @@ func parseAuthorization(h string) (credentials, error) {
 
 func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 
-// clientKey is the address failed logins are counted under: the peer's
+// ClientKey is the address failed logins are counted under: the peer's
 // IP, or its /64 for IPv6, where one host commonly holds a whole /64.
-func clientKey(r *http.Request) string {
+func ClientKey(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = r.RemoteAddr

@@ -154,7 +154,7 @@ func (a *Authenticator) TokenHandler() http.Handler {
 			a.writeDenial(w, r, &Denial{Status: http.StatusInternalServerError, Reason: "cannot sign a token"}, "")
 			return
 		}
-		a.opts.Logger.Info("token issued", "user", user, "scopes", len(scopes), "client", clientKey(r))
+		a.opts.Logger.Info("token issued", "user", user, "scopes", len(scopes), "client", ClientKey(r))
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
 		_ = json.NewEncoder(w).Encode(tokenResponse{Token: tok, AccessToken: tok,
