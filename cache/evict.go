@@ -383,6 +383,7 @@ func (s *Store) report(rep GCReport, took time.Duration) {
 	if rep.DryRun {
 		return
 	}
+	s.totals.add(rep)
 	s.metrics.passes.Inc()
 	s.metrics.evictions.Add(float64(rep.Evicted))
 	s.metrics.freed.Add(float64(rep.Freed))

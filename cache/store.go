@@ -95,6 +95,7 @@ type Store struct {
 	futile  futilePass // the last pass that could free nothing
 	// pinnedWarned is when pins over the bound were last logged.
 	pinnedWarned atomic.Int64
+	totals       evictionTotals
 	metrics      *storeMetrics
 	now          func() time.Time
 	stop         chan struct{}
