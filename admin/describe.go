@@ -35,6 +35,24 @@ type ImageInfo struct {
 	Layers       []LayerInfo `json:"layers,omitempty"`
 	ConfigDigest string      `json:"config_digest,omitempty"`
 	Config       *ConfigInfo `json:"config,omitempty"`
+	// Referrers are the artifacts known to refer to the image (signatures,
+	// SBOMs, attestations): the last referrers list the mirror fetched
+	// from the upstream or imported, as of ReferrersListed (zero: no client
+	// asked for them and no import brought any). Set with full only.
+	Referrers       []ReferrerInfo `json:"referrers,omitempty"`
+	ReferrersListed time.Time      `json:"referrers_listed,omitzero"`
+}
+
+// ReferrerInfo is one artifact of a subject's referrers list.
+type ReferrerInfo struct {
+	Digest       string            `json:"digest"`
+	MediaType    string            `json:"media_type"`
+	ArtifactType string            `json:"artifact_type,omitempty"`
+	Size         int64             `json:"size"`
+	Annotations  map[string]string `json:"annotations,omitempty"`
+	// Cached: the artifact's manifest is in the store (a client pulled
+	// it, or an import brought it).
+	Cached bool `json:"cached"`
 }
 
 // PlatformInfo is one platform of an index.
@@ -128,7 +146,26 @@ func Describe(store *cache.Store, n archive.Name, h v1.Hash, full bool) (ImageIn
 	for _, n := range sizes {
 		info.Size += n
 	}
+	if full {
+		describeReferrers(store, repo, h, &info)
+	}
 	return info, nil
+}
+
+// describeReferrers lists the referrers the store knows of h in repo. It
+// reads only the index: looking is not pulling, and never asks upstream.
+func describeReferrers(store *cache.Store, repo cache.Repo, h v1.Hash, info *ImageInfo) {
+	refs, listed, err := store.Referrers(repo, h)
+	if err != nil {
+		return // never listed
+	}
+	info.ReferrersListed = listed.UTC()
+	info.Referrers = []ReferrerInfo{}
+	for _, d := range refs {
+		_, err := store.PeekManifest(d.Digest)
+		info.Referrers = append(info.Referrers, ReferrerInfo{Digest: d.Digest.String(), MediaType: string(d.MediaType),
+			ArtifactType: d.ArtifactType, Size: d.Size, Annotations: d.Annotations, Cached: err == nil})
+	}
 }
 
 func describeIndex(store *cache.Store, idx *cache.Manifest, info *ImageInfo, sizes map[v1.Hash]int64) {

@@ -135,3 +135,50 @@ func TestImportSkipsReferrersWithoutTheirSubject(t *testing.T) {
 		t.Error("the orphan referrer was stored")
 	}
 }
+
+// TestDescribeListsReferrers: GET /admin/image names the image's
+// referrers from the stored list, with their type, size and annotations,
+// and says which are cached.
+func TestDescribeListsReferrers(t *testing.T) {
+	dir, subject, sig, sbom := archivetest.ReferrerLayoutDir(t, "docker.io/library/app:v1")
+	s := openStore(t)
+	if _, err := admin.ImportFile(s, dir, archive.Options{TempDir: t.TempDir()}, at); err != nil {
+		t.Fatal(err)
+	}
+	repo := cache.Repo{Registry: "docker.io", Name: "library/app"}
+	ghost := v1.Descriptor{MediaType: "application/vnd.oci.image.manifest.v1+json", Digest: archivetest.Digest([]byte("ghost")),
+		Size: 5, ArtifactType: "application/x-ghost", Annotations: map[string]string{"org.opencontainers.image.created": "2026-01-02T03:04:05Z"}}
+	if err := s.AddReferrers(repo, subject, []v1.Descriptor{ghost}, at); err != nil {
+		t.Fatal(err)
+	}
+	info, err := admin.New(admin.Options{Store: s}).Describe("docker.io/library/app:v1", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]admin.ReferrerInfo{}
+	for _, r := range info.Referrers {
+		got[r.Digest] = r
+	}
+	if len(got) != 3 {
+		t.Fatalf("referrers %+v, want the signature, the SBOM and the ghost", info.Referrers)
+	}
+	if r := got[sig.String()]; r.ArtifactType != archivetest.SignatureType || !r.Cached || r.Size == 0 {
+		t.Errorf("signature %+v", r)
+	}
+	if r := got[sbom.String()]; r.ArtifactType != archivetest.SBOMType || !r.Cached {
+		t.Errorf("SBOM %+v", r)
+	}
+	if r := got[ghost.Digest.String()]; r.Cached || r.Annotations["org.opencontainers.image.created"] != "2026-01-02T03:04:05Z" {
+		t.Errorf("ghost %+v: want not cached, with its annotation", r)
+	}
+	if !info.ReferrersListed.Equal(at) {
+		t.Errorf("listed at %s, want %s", info.ReferrersListed, at)
+	}
+	bare, err := admin.New(admin.Options{Store: s}).Describe("docker.io/library/app@"+sig.String(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bare.Referrers != nil || !bare.ReferrersListed.IsZero() {
+		t.Errorf("an image never listed: referrers %+v at %s, want none", bare.Referrers, bare.ReferrersListed)
+	}
+}
