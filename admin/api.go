@@ -81,8 +81,8 @@ func errorf(status int, code, format string, a ...any) error {
 const unpackFactor = 8
 
 type server struct {
-	opts  Options
-	usage usageMemo
+	opts Options
+	disk diskMemo
 }
 
 // Admin is the admin API as Go methods, for the console, and as an HTTP
@@ -120,6 +120,7 @@ func New(opts Options) *Admin {
 //	POST /admin/verify    ?repair=1 → cache.VerifyReport
 //	GET  /admin/df        DF
 //	GET  /admin/history   ?image=NAME[:TAG] → []TagHistory
+//	GET  /admin/pins      Pins: the pin patterns
 //
 // Errors are OCI error JSON: {"errors":[{"code":..., "message":...}]}.
 // Import and warm stream their progress as NDJSON when the request
@@ -137,6 +138,7 @@ func (s *server) Handler() http.Handler {
 	mux.Handle("GET /admin/stats", s.wrap(s.statsJSON))
 	mux.Handle("GET /admin/image", s.wrap(s.imageJSON))
 	s.lifecycleRoutes(mux)
+	mux.Handle("GET /admin/pins", s.wrap(s.pinsJSON))
 	mux.Handle("/", s.wrap(func(http.ResponseWriter, *http.Request) error {
 		return errorf(http.StatusNotFound, "NOT_FOUND", "no such admin endpoint")
 	}))

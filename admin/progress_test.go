@@ -18,6 +18,7 @@ import (
 	"github.com/pullcache/pullcache/admin"
 	"github.com/pullcache/pullcache/archive"
 	"github.com/pullcache/pullcache/archive/archivetest"
+	"github.com/pullcache/pullcache/cache"
 	"github.com/pullcache/pullcache/stats"
 )
 
@@ -166,11 +167,17 @@ func TestStatsEndpoint(t *testing.T) {
 	if st.ManifestGetsSaved != 1 {
 		t.Errorf("manifest GETs saved %d", st.ManifestGetsSaved)
 	}
-	if want := int64(len(storedFiles(t, s))); st.Store.Files != want {
-		t.Errorf("store files %d, want %d", st.Store.Files, want)
+	if !st.Disk.Ready {
+		t.Error("disk figures not ready")
 	}
-	if st.Store.Bytes == 0 {
-		t.Error("store bytes 0")
+	if st.Disk.Blobs == 0 {
+		t.Error("blob bytes 0")
+	}
+	if st.Disk.Pinned != st.Disk.Blobs {
+		t.Errorf("pinned %d of %d blob bytes, want all: the one image was imported", st.Disk.Pinned, st.Disk.Blobs)
+	}
+	if st.Evictions != (cache.EvictionTotals{}) {
+		t.Errorf("evictions %+v before any", st.Evictions)
 	}
 	if len(st.Minutes) != 60 {
 		t.Errorf("%d minutes", len(st.Minutes))

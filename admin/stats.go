@@ -1,12 +1,12 @@
 package admin
 
 import (
-	"io/fs"
+	"log/slog"
 	"net/http"
-	"path/filepath"
 	"sync"
 	"time"
 
+	"github.com/pullcache/pullcache/cache"
 	"github.com/pullcache/pullcache/stats"
 )
 
@@ -16,8 +16,16 @@ type Stats struct {
 	Started time.Time `json:"started"`
 	At      time.Time `json:"at"`
 	Offline bool      `json:"offline"`
-	// Store is the blob files on disk and their bytes.
-	Store Usage `json:"store"`
+	// Disk is what GET /admin/df answers: the cache's use against its
+	// bound, by category, and what is pinned (measured at most every
+	// diskRefresh; without pinned and reclaimable until the start-up scan
+	// has counted every blob: Disk.Ready false).
+	Disk DF `json:"disk"`
+	// DiskError says why Disk could not be measured (the last figures are
+	// shown).
+	DiskError string `json:"disk_error,omitempty"`
+	// Evictions are what eviction freed since the server started.
+	Evictions cache.EvictionTotals `json:"evictions"`
 	// Total is every count since the server started.
 	Total             stats.Counts `json:"total"`
 	HitRatio          float64      `json:"hit_ratio"`
@@ -32,14 +40,6 @@ type Stats struct {
 	Upstreams []RegistryHealth `json:"upstreams"`
 	// Errors are the most recent failed answers, newest first.
 	Errors []stats.ErrorEvent `json:"errors"`
-}
-
-// Usage is what the store's blob files take on disk.
-type Usage struct {
-	Files int64 `json:"files"`
-	Bytes int64 `json:"bytes"`
-	// CountedAt is when the files were counted (counts are kept a while).
-	CountedAt time.Time `json:"counted_at"`
 }
 
 // FillProgress is a blob download in flight.
@@ -76,12 +76,13 @@ func (s *server) Stats() Stats {
 	now := s.opts.Now()
 	out := Stats{
 		Started: snap.Started, At: now.UTC(), Offline: s.opts.Offline,
-		Store: s.usage.get(s.opts.Store.Dir(), now),
-		Total: snap.Total, HitRatio: snap.Total.HitRatio(),
+		Evictions: s.opts.Store.EvictionTotals(),
+		Total:     snap.Total, HitRatio: snap.Total.HitRatio(),
 		ManifestGetsSaved: snap.Total.ManifestGetsSaved(), BlobGetsSaved: snap.Total.BlobGetsSaved(),
 		Minutes: snap.Minutes, Hours: snap.Hours, Errors: snap.Errors,
 		Fills: []FillProgress{}, Upstreams: []RegistryHealth{},
 	}
+	out.Disk, out.DiskError = s.disk.get(s.opts.Store, now, s.opts.Logger)
 	if out.Errors == nil {
 		out.Errors = []stats.ErrorEvent{}
 	}
@@ -105,36 +106,38 @@ func (s *server) statsJSON(w http.ResponseWriter, _ *http.Request) error {
 	return writeJSON(w, s.Stats())
 }
 
-// usageRefresh is how long a count of the blob files is reused: counting
-// walks the blobs directory, which takes a while with a million files.
-const usageRefresh = 10 * time.Second
+// diskRefresh is how long disk figures are reused: finding what is
+// pinned walks the image graph, and the overview asks every 2 seconds.
+const diskRefresh = 10 * time.Second
 
-// usageMemo keeps the last count of the blob files.
-//
-// TODO(lifecycle): the store's own size accounting (GET /admin/df)
-// replaces this walk, and adds the bound it is kept under.
-type usageMemo struct {
+// diskMemo keeps the last disk figures.
+type diskMemo struct {
 	mu   sync.Mutex
-	last Usage
+	last DF
+	err  string
+	at   time.Time
 }
 
-func (m *usageMemo) get(dir string, now time.Time) Usage {
+func (m *diskMemo) get(store *cache.Store, now time.Time, log *slog.Logger) (DF, string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if !m.last.CountedAt.IsZero() && now.Sub(m.last.CountedAt) < usageRefresh {
-		return m.last
+	if !m.at.IsZero() && now.Sub(m.at) < diskRefresh {
+		return m.last, m.err
 	}
-	u := Usage{CountedAt: now.UTC()}
-	_ = filepath.WalkDir(filepath.Join(dir, "blobs"), func(_ string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return nil
-		}
-		if fi, err := d.Info(); err == nil {
-			u.Files++
-			u.Bytes += fi.Size()
-		}
-		return nil
-	})
-	m.last = u
-	return u
+	m.at = now
+	u := store.Usage()
+	if !u.Ready {
+		// Pins are known once the start-up scan has counted the blobs;
+		// until then the page shows use without them rather than wait.
+		m.last, m.err = DF{Usage: u}, ""
+		return m.last, m.err
+	}
+	d, err := DiskUsage(store)
+	if err != nil {
+		log.Warn("disk figures", "err", err)
+		m.err = "the disk figures could not be measured: " + err.Error()
+		return m.last, m.err
+	}
+	m.last, m.err = d, ""
+	return m.last, m.err
 }
