@@ -94,7 +94,10 @@ type VerifyEvent struct {
 	Done   int64               `json:"done,omitempty"`
 	Total  int64               `json:"total,omitempty"`
 	Report *cache.VerifyReport `json:"report,omitempty"`
-	Error  *WireError          `json:"error,omitempty"`
+	// Clean comes with the report: nothing is wrong (what makes
+	// pullcache verify exit 0).
+	Clean bool       `json:"clean,omitempty"`
+	Error *WireError `json:"error,omitempty"`
 }
 
 func (s *server) verify(w http.ResponseWriter, r *http.Request) error {
@@ -116,7 +119,7 @@ func (s *server) verify(w http.ResponseWriter, r *http.Request) error {
 		s.opts.Logger.Warn("admin verify failed", "err", err)
 		st.send("verify", true, VerifyEvent{Error: wireError(err)})
 	default:
-		st.send("verify", true, VerifyEvent{Report: &rep})
+		st.send("verify", true, VerifyEvent{Report: &rep, Clean: rep.Clean()})
 	}
 	return nil
 }

@@ -175,6 +175,9 @@ func TestVerifyStreamsItsProgress(t *testing.T) {
 	if last.Report == nil || !last.Report.Clean() || last.Report.Files == 0 {
 		t.Errorf("last event: %+v", last)
 	}
+	if !last.Clean {
+		t.Error("the report's event does not say clean")
+	}
 	if events[0].Done <= 0 {
 		t.Errorf("first event: %+v", events[0])
 	}

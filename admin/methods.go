@@ -64,3 +64,6 @@ func nonNilStrings(s []string) []string {
 	}
 	return s
 }
+
+// GCReport is what gc and rm answer: what a pass freed, or would free.
+type GCReport = cache.GCReport
