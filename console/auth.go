@@ -1,13 +1,15 @@
 package console
 
 import (
-	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
+	"fmt"
+	"math"
 	"net/http"
 	"net/url"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -16,38 +18,59 @@ import (
 type Identity struct {
 	// Name is shown in the header.
 	Name string
-	// Admin may change the cache (import, warm, and the destructive
-	// actions); other identities only look.
+	// User is the user name the access rules know; empty for a login
+	// with the admin token.
+	User string
+	// Admin may change the cache (import, warm, pin, delete, collect
+	// garbage, verify) and sees everything it holds; other identities see
+	// what the access rules let them pull, and change nothing.
 	Admin bool
 }
 
-// Authenticator checks what the login form sent. The seam where logins
-// and access rules plug in: until then TokenAuth, the admin token, is the
-// only one.
+// Authenticator checks what the login form sent: the seam where the
+// mirror's logins plug in.
 type Authenticator interface {
-	// Authenticate returns the identity of user (empty when the form does
-	// not ask for one) proven by secret, or ErrBadLogin.
-	Authenticate(ctx context.Context, user, secret string) (Identity, error)
-	// AsksUser says whether the login form asks for a user name.
-	AsksUser() bool
+	// Authenticate returns the identity that user (empty for the admin
+	// token) and secret prove. r is the form's request: failed logins
+	// are counted per client address. It fails with ErrBadLogin, or with
+	// a *Throttled while the address has failed too often.
+	Authenticate(r *http.Request, user, secret string) (Identity, error)
+	// Form says what the login form asks for.
+	Form() LoginForm
 }
+
+// LoginForm is what the login form asks for.
+type LoginForm struct {
+	// Users: a user name and password. Token: the admin token (with the
+	// user name left empty, when Users is set too).
+	Users, Token bool
+}
+
+// Rules is what an Authenticator with access rules does too: it says
+// what each identity may see. Without it every identity sees everything.
+type Rules interface {
+	// Access returns what id may pull now (asked on every request, so
+	// that a changed rule or group applies at once), or false when its
+	// login no longer stands (the user was removed), which ends the
+	// session.
+	Access(id Identity) (MayPull, bool)
+}
+
+// MayPull reports whether repository of registry may be pulled.
+type MayPull func(registry, repository string) bool
 
 // ErrBadLogin says a login was refused.
-var ErrBadLogin = errors.New("wrong token")
+var ErrBadLogin = errors.New("wrong user name, password or token")
 
-// TokenAuth admits whoever knows the admin token, as an admin.
-type TokenAuth struct{ Token string }
-
-// Authenticate compares secret with the token in constant time.
-func (a TokenAuth) Authenticate(_ context.Context, _, secret string) (Identity, error) {
-	if a.Token == "" || subtle.ConstantTimeCompare([]byte(secret), []byte(a.Token)) != 1 {
-		return Identity{}, ErrBadLogin
-	}
-	return Identity{Name: "admin", Admin: true}, nil
+// Throttled refuses a login from an address that failed too often.
+type Throttled struct {
+	// RetryAfter is when the address may try again.
+	RetryAfter time.Duration
 }
 
-// AsksUser is false: the token is the whole login.
-func (TokenAuth) AsksUser() bool { return false }
+func (t *Throttled) Error() string {
+	return fmt.Sprintf("too many failed logins from this address; try again in %s", t.RetryAfter.Round(time.Second))
+}
 
 const (
 	sessionCookie = "pullcache_session"
@@ -128,13 +151,44 @@ func (s *sessions) remove(key string) {
 	delete(s.m, key)
 }
 
-// sessionOf returns the request's session, if it has a live one.
-func (c *Console) sessionOf(r *http.Request) (*session, bool) {
+// viewer is who is looking, for one request: the session, and what its
+// identity may see as the access rules say now.
+type viewer struct {
+	*session
+	may MayPull // nil: everything
+}
+
+func (v *viewer) admin() bool { return v.id.Admin }
+
+// sees reports whether the viewer may see repository of registry: what
+// the access rules let them pull.
+func (v *viewer) sees(registry, repository string) bool {
+	return v.may == nil || v.may(registry, repository)
+}
+
+// viewerOf returns the request's viewer, if it has a live session whose
+// login still stands.
+func (c *Console) viewerOf(r *http.Request) (*viewer, bool) {
 	ck, err := r.Cookie(sessionCookie)
 	if err != nil {
 		return nil, false
 	}
-	return c.sessions.get(ck.Value)
+	sess, ok := c.sessions.get(ck.Value)
+	if !ok {
+		return nil, false
+	}
+	v := &viewer{session: sess}
+	if rules, ok := c.opts.Auth.(Rules); ok {
+		may, ok := rules.Access(sess.id)
+		if !ok {
+			c.sessions.remove(ck.Value)
+			return nil, false
+		}
+		if !sess.id.Admin {
+			v.may = may
+		}
+	}
+	return v, true
 }
 
 func cookie(r *http.Request, name, value string, maxAge int) *http.Cookie {
@@ -177,13 +231,13 @@ func (c *Console) renderLogin(w http.ResponseWriter, r *http.Request, status int
 	token := randomToken()
 	http.SetCookie(w, cookie(r, loginCookie, token, 600))
 	c.render(w, r, status, "login", page{Title: "Sign in", Data: loginData{
-		CSRF: token, Error: msg, AsksUser: c.opts.Auth.AsksUser(), Next: safeNext(r.FormValue("next")),
+		CSRF: token, Error: msg, Form: c.opts.Auth.Form(), Next: safeNext(r.FormValue("next")),
 	}})
 }
 
 type loginData struct {
 	CSRF, Error, Next string
-	AsksUser          bool
+	Form              LoginForm
 }
 
 // safeNext keeps a redirect after login inside the console.
@@ -202,10 +256,22 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		c.renderLogin(w, r, http.StatusForbidden, "The sign-in form expired or came from another site; try again.")
 		return
 	}
-	id, err := c.opts.Auth.Authenticate(r.Context(), r.PostFormValue("user"), r.PostFormValue("secret"))
-	if err != nil {
-		c.opts.Logger.Warn("console login refused", "remote", r.RemoteAddr, "err", err)
-		c.renderLogin(w, r, http.StatusUnauthorized, "Wrong token.")
+	user := ""
+	if c.opts.Auth.Form().Users {
+		user = r.PostFormValue("user")
+	}
+	id, err := c.opts.Auth.Authenticate(r, user, r.PostFormValue("secret"))
+	var throttled *Throttled
+	switch {
+	case errors.As(err, &throttled):
+		c.opts.Logger.Warn("console login refused", "remote", r.RemoteAddr, "user", user, "err", err)
+		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(throttled.RetryAfter.Seconds())))))
+		c.renderLogin(w, r, http.StatusTooManyRequests, "Too many failed sign-ins from your address; try again in "+
+			throttled.RetryAfter.Round(time.Second).String()+".")
+		return
+	case err != nil:
+		c.opts.Logger.Warn("console login refused", "remote", r.RemoteAddr, "user", user, "err", err)
+		c.renderLogin(w, r, http.StatusUnauthorized, loginRefused(c.opts.Auth.Form()))
 		return
 	}
 	key, _ := c.sessions.create(id)
@@ -214,7 +280,18 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, safeNext(r.PostFormValue("next")), http.StatusSeeOther)
 }
 
-func (c *Console) logout(w http.ResponseWriter, r *http.Request, sess *session) {
+// loginRefused says what was wrong, as far as the form asked for it.
+func loginRefused(f LoginForm) string {
+	switch {
+	case f.Users && f.Token:
+		return "Wrong user name, password or token."
+	case f.Users:
+		return "Wrong user name or password."
+	}
+	return "Wrong token."
+}
+
+func (c *Console) logout(w http.ResponseWriter, r *http.Request, _ *viewer) {
 	if ck, err := r.Cookie(sessionCookie); err == nil {
 		c.sessions.remove(ck.Value)
 	}
@@ -222,9 +299,9 @@ func (c *Console) logout(w http.ResponseWriter, r *http.Request, sess *session) 
 	http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
 }
 
-// authorize is the one place that decides what a session may do: until
-// access rules exist, looking needs a session, changing the cache needs
-// an admin.
+// authorize is the one place that decides what a session may do with
+// the admin API: looking needs a session (and the access rules filter
+// what is seen), changing the cache needs an admin.
 func authorize(id Identity, r *http.Request) bool {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:

@@ -67,6 +67,9 @@ func New(opts Options) (*Console, error) {
 	return c, nil
 }
 
+// handler is a page or an action: the request and who sent it.
+type handler func(http.ResponseWriter, *http.Request, *viewer)
+
 func (c *Console) routes() *http.ServeMux {
 	mux := http.NewServeMux()
 	static, _ := fs.Sub(staticFS, "static")
@@ -79,13 +82,17 @@ func (c *Console) routes() *http.ServeMux {
 	mux.Handle("GET /ui/browse", c.page(c.browse))
 	mux.Handle("GET /ui/repo", c.page(c.repo))
 	mux.Handle("GET /ui/image", c.page(c.image))
-	mux.Handle("GET /ui/upload", c.page(c.upload))
-	mux.Handle("GET /ui/warm", c.page(c.warmPage))
 	mux.Handle("GET /ui/export", c.page(c.exportPage))
-	mux.Handle("GET /ui/maintenance", c.page(c.maintenance))
+	mux.Handle("GET /ui/upload", c.page(c.adminOnly("upload images", c.upload)))
+	mux.Handle("GET /ui/warm", c.page(c.adminOnly("warm the cache", c.warmPage)))
+	mux.Handle("GET /ui/maintenance", c.page(c.adminOnly("maintain the cache", c.maintenance)))
+	mux.Handle("POST /ui/pin", c.action(c.adminOnly("pin images", c.pin)))
+	mux.Handle("POST /ui/unpin", c.action(c.adminOnly("unpin images", c.unpin)))
+	mux.Handle("POST /ui/rm", c.action(c.adminOnly("delete images", c.remove)))
+	mux.Handle("POST /ui/gc", c.action(c.adminOnly("collect garbage", c.collect)))
 	mux.Handle("/ui/api/", c.apiHandler())
-	mux.Handle("/ui/", c.page(func(w http.ResponseWriter, r *http.Request, sess *session) {
-		c.fail(w, r, sess, http.StatusNotFound, "No such page.")
+	mux.Handle("/ui/", c.page(func(w http.ResponseWriter, r *http.Request, v *viewer) {
+		c.fail(w, r, v, http.StatusNotFound, "No such page.")
 	}))
 	return mux
 }
@@ -108,57 +115,80 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // page wraps a page handler: no session, to the login form.
-func (c *Console) page(h func(http.ResponseWriter, *http.Request, *session)) http.Handler {
+func (c *Console) page(h handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sess, ok := c.sessionOf(r)
+		v, ok := c.viewerOf(r)
 		if !ok {
 			http.Redirect(w, r, "/ui/login?next="+urlQueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 			return
 		}
 		w.Header().Set("Cache-Control", "no-store")
-		h(w, r, sess)
+		h(w, r, v)
 	})
 }
 
 // action wraps a form post: a session and its CSRF token are required.
-func (c *Console) action(h func(http.ResponseWriter, *http.Request, *session)) http.Handler {
+func (c *Console) action(h handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sess, ok := c.sessionOf(r)
+		v, ok := c.viewerOf(r)
 		if !ok {
 			http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
 			return
 		}
-		if !checkCSRF(r, sess) {
-			c.fail(w, r, sess, http.StatusForbidden, "The form expired or came from another site; reload the page and try again.")
+		if !checkCSRF(r, v.session) {
+			c.fail(w, r, v, http.StatusForbidden, "The form expired or came from another site; reload the page and try again.")
 			return
 		}
-		h(w, r, sess)
+		w.Header().Set("Cache-Control", "no-store")
+		h(w, r, v)
 	})
+}
+
+// adminOnly refuses h to viewers who are not admins, saying what they
+// tried to do.
+func (c *Console) adminOnly(what string, h handler) handler {
+	return func(w http.ResponseWriter, r *http.Request, v *viewer) {
+		if !v.admin() {
+			c.fail(w, r, v, http.StatusForbidden, "Only admins may "+what+"; you are signed in as "+v.id.Name+".")
+			return
+		}
+		h(w, r, v)
+	}
 }
 
 // apiHandler is the admin API under /ui/api/, behind the console's
 // session: the pages' scripts read and act through the same endpoints as
-// every other client.
+// every other client. Admins reach all of it; other viewers only what
+// they may see (readerAPI).
 func (c *Console) apiHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sess, ok := c.sessionOf(r)
+		v, ok := c.viewerOf(r)
 		switch {
 		case !ok:
 			apiError(w, http.StatusUnauthorized, "UNAUTHORIZED", "sign in to the console first")
 			return
-		case r.Method != http.MethodGet && r.Method != http.MethodHead && !checkCSRF(r, sess):
+		case r.Method != http.MethodGet && r.Method != http.MethodHead && !checkCSRF(r, v.session):
 			apiError(w, http.StatusForbidden, "DENIED", "missing or wrong CSRF token; reload the page")
 			return
-		case !authorize(sess.id, r):
+		case !authorize(v.id, r):
 			apiError(w, http.StatusForbidden, "DENIED", "only admins may change the cache")
 			return
 		}
-		r2 := r.Clone(r.Context())
-		r2.URL.Path = "/admin/" + strings.TrimPrefix(r.URL.Path, "/ui/api/")
-		r2.URL.RawPath = ""
 		w.Header().Set("Cache-Control", "no-store")
-		c.api.ServeHTTP(w, r2)
+		if !v.admin() {
+			c.readerAPI(w, r, v)
+			return
+		}
+		c.toAdmin(w, r)
 	})
+}
+
+// toAdmin passes a request under /ui/api/ to the admin API.
+func (c *Console) toAdmin(w http.ResponseWriter, r *http.Request) {
+	r2 := r.Clone(r.Context())
+	r2.URL.Path = "/admin/" + strings.TrimPrefix(r.URL.Path, "/ui/api/")
+	r2.URL.RawPath = ""
+	c.api.ServeHTTP(w, r2)
 }
 
 func apiError(w http.ResponseWriter, status int, code, msg string) {
@@ -172,10 +202,12 @@ func apiError(w http.ResponseWriter, status int, code, msg string) {
 type page struct {
 	Title string
 	Nav   string
-	// Session data: who, and the CSRF token for scripts and forms.
-	User string
-	CSRF string
-	Data any
+	// Session data: who, whether an admin, and the CSRF token for scripts
+	// and forms.
+	User  string
+	Admin bool
+	CSRF  string
+	Data  any
 }
 
 func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, name string, p page) {
@@ -195,13 +227,17 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, nam
 	_, _ = w.Write(buf.Bytes())
 }
 
-// show renders a page for a session.
-func (c *Console) show(w http.ResponseWriter, r *http.Request, sess *session, name, nav, title string, data any) {
-	c.render(w, r, http.StatusOK, name, page{Title: title, Nav: nav, User: sess.id.Name, CSRF: sess.csrf, Data: data})
+// show renders a page for a viewer.
+func (c *Console) show(w http.ResponseWriter, r *http.Request, v *viewer, name, nav, title string, data any) {
+	c.showStatus(w, r, v, http.StatusOK, name, nav, title, data)
 }
 
-func (c *Console) fail(w http.ResponseWriter, r *http.Request, sess *session, status int, msg string) {
-	c.render(w, r, status, "error", page{Title: "Error", User: sess.id.Name, CSRF: sess.csrf, Data: msg})
+func (c *Console) showStatus(w http.ResponseWriter, r *http.Request, v *viewer, status int, name, nav, title string, data any) {
+	c.render(w, r, status, name, page{Title: title, Nav: nav, User: v.id.Name, Admin: v.admin(), CSRF: v.csrf, Data: data})
+}
+
+func (c *Console) fail(w http.ResponseWriter, r *http.Request, v *viewer, status int, msg string) {
+	c.showStatus(w, r, v, status, "error", "", "Error", msg)
 }
 
 func parsePages() (map[string]*template.Template, error) {

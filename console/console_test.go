@@ -2,7 +2,6 @@ package console_test
 
 import (
 	"bytes"
-	"context"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -12,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/pullcache/pullcache/admin"
 	"github.com/pullcache/pullcache/archive"
@@ -23,6 +24,17 @@ import (
 
 const token = "console-test-token-0123"
 
+// tokenAuth admits whoever sends token, as an admin.
+type tokenAuth struct{}
+
+func (tokenAuth) Authenticate(_ *http.Request, _, secret string) (console.Identity, error) {
+	if secret != token {
+		return console.Identity{}, console.ErrBadLogin
+	}
+	return console.Identity{Name: "admin", Admin: true}, nil
+}
+func (tokenAuth) Form() console.LoginForm { return console.LoginForm{Token: true} }
+
 type env struct {
 	t     *testing.T
 	store *cache.Store
@@ -32,7 +44,13 @@ type env struct {
 
 func newEnv(t *testing.T, auth console.Authenticator) *env {
 	t.Helper()
-	store, err := cache.Open(cache.Options{Dir: t.TempDir()})
+	return newEnvWith(t, auth, cache.Options{Dir: t.TempDir()})
+}
+
+// newEnvWith serves the console over a store opened with opts.
+func newEnvWith(t *testing.T, auth console.Authenticator, opts cache.Options) *env {
+	t.Helper()
+	store, err := cache.Open(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,20 +118,26 @@ func (b *browser) postForm(path string, form url.Values, header ...string) answe
 }
 
 // login signs in with secret and returns the answer to the form.
-func (b *browser) login(secret string) answer {
+func (b *browser) login(secret string) answer { return b.loginAs("", secret) }
+
+// loginAs signs in as user with secret.
+func (b *browser) loginAs(user, secret string) answer {
 	b.e.t.Helper()
 	page := b.get("/ui/login")
 	m := formCSRF.FindStringSubmatch(page.body)
 	if m == nil {
 		b.e.t.Fatalf("login form without a CSRF token:\n%s", page.body)
 	}
-	return b.postForm("/ui/login", url.Values{"csrf": {m[1]}, "secret": {secret}, "next": {"/ui/"}})
+	return b.postForm("/ui/login", url.Values{"csrf": {m[1]}, "user": {user}, "secret": {secret}, "next": {"/ui/"}})
 }
 
-func (e *env) signedIn() *browser {
+func (e *env) signedIn() *browser { return e.signedInAs("") }
+
+// signedInAs is a browser signed in as user (with the test token).
+func (e *env) signedInAs(user string) *browser {
 	e.t.Helper()
 	b := e.browser()
-	if a := b.login(token); a.status != http.StatusSeeOther {
+	if a := b.loginAs(user, token); a.status != http.StatusSeeOther {
 		e.t.Fatalf("login: status %d\n%s", a.status, a.body)
 	}
 	page := b.get("/ui/")
@@ -127,12 +151,37 @@ func (e *env) signedIn() *browser {
 
 func (e *env) importLegacy(tags ...string) []admin.Imported {
 	e.t.Helper()
-	b := archivetest.Tar(e.t, archivetest.LegacySave(archivetest.TwoLayerImage(e.t, tags...))...)
-	done, err := admin.ImportReader(e.store, bytes.NewReader(b), archive.Options{TempDir: e.t.TempDir()}, time.Now())
+	return importInto(e.t, e.store, tags...)
+}
+
+// importInto imports archivetest's two-layer image under tags.
+func importInto(t *testing.T, s *cache.Store, tags ...string) []admin.Imported {
+	t.Helper()
+	return importSave(t, s, archivetest.TwoLayerImage(t, tags...))
+}
+
+// importOwn imports an image whose layer is its own (content names it),
+// so that two of them share no blob, under tags.
+func importOwn(t *testing.T, s *cache.Store, content string, tags ...string) {
+	t.Helper()
+	importSave(t, s, archivetest.LegacyImage{RepoTags: tags, Layers: [][]byte{archivetest.Layer(t, "own/"+content)}})
+}
+
+func importSave(t *testing.T, s *cache.Store, im archivetest.LegacyImage) []admin.Imported {
+	t.Helper()
+	b := archivetest.Tar(t, archivetest.LegacySave(im)...)
+	done, err := admin.ImportReader(s, bytes.NewReader(b), archive.Options{TempDir: t.TempDir()}, time.Now())
 	if err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return done
+}
+
+// post sends a form with the session's CSRF token from this site.
+func (b *browser) post(path string, form url.Values) answer {
+	b.e.t.Helper()
+	form.Set("csrf", b.csrf)
+	return b.postForm(path, form)
 }
 
 var pages = []string{"/ui/", "/ui/live", "/ui/live?span=day", "/ui/?span=day", "/ui/browse", "/ui/browse?q=app",
@@ -140,7 +189,7 @@ var pages = []string{"/ui/", "/ui/live", "/ui/live?span=day", "/ui/?span=day", "
 	"/ui/upload", "/ui/warm", "/ui/export", "/ui/maintenance"}
 
 func TestEveryPageNeedsASession(t *testing.T) {
-	e := newEnv(t, console.TokenAuth{Token: token})
+	e := newEnv(t, tokenAuth{})
 	b := e.browser()
 	for _, p := range pages {
 		a := b.get(p)
@@ -163,7 +212,7 @@ func TestEveryPageNeedsASession(t *testing.T) {
 }
 
 func TestEveryPageRendersSignedIn(t *testing.T) {
-	e := newEnv(t, console.TokenAuth{Token: token})
+	e := newEnv(t, tokenAuth{})
 	e.importLegacy("app:v1")
 	e.stats.Answered(stats.Answer{Route: "manifest", Method: "GET", Status: 200, Source: "hit", Bytes: 10})
 	e.stats.Answered(stats.Answer{Route: "manifest", Method: "GET", Status: 200, Source: "miss", Bytes: 10})
@@ -202,7 +251,7 @@ func TestEveryPageRendersSignedIn(t *testing.T) {
 }
 
 func TestStaticAssetsNeedNoSession(t *testing.T) {
-	e := newEnv(t, console.TokenAuth{Token: token})
+	e := newEnv(t, tokenAuth{})
 	for _, p := range []string{"/ui/static/console.css", "/ui/static/console.js"} {
 		if a := e.browser().get(p); a.status != http.StatusOK {
 			t.Errorf("%s: status %d", p, a.status)
@@ -211,7 +260,7 @@ func TestStaticAssetsNeedNoSession(t *testing.T) {
 }
 
 func TestLogin(t *testing.T) {
-	e := newEnv(t, console.TokenAuth{Token: token})
+	e := newEnv(t, tokenAuth{})
 	t.Run("wrong token", func(t *testing.T) {
 		a := e.browser().login("not-the-token-at-all")
 		if a.status != http.StatusUnauthorized {
@@ -280,11 +329,29 @@ func TestLogin(t *testing.T) {
 	})
 }
 
+// forgedCase is a state-changing request without the session's CSRF
+// token, or from elsewhere: headers to send.
+type forgedCase struct {
+	name   string
+	header []string
+}
+
+// forged are the ways a post can lack the session's proof: no token, a
+// wrong one, another site's page, a cross-site fetch.
+func forged(e *env, b *browser) []forgedCase {
+	return []forgedCase{
+		{"no token", []string{"Origin", e.srv.URL}},
+		{"wrong token", []string{"Origin", e.srv.URL, "X-CSRF-Token", "wrong"}},
+		{"other site", []string{"Origin", "http://evil.example", "X-CSRF-Token", b.csrf}},
+		{"cross-site fetch", []string{"Sec-Fetch-Site", "cross-site", "X-CSRF-Token", b.csrf}},
+	}
+}
+
 // TestStateChangesNeedTheCSRFToken: every POST the console accepts is
 // refused without the session's token, with a wrong one, and from
 // another site.
 func TestStateChangesNeedTheCSRFToken(t *testing.T) {
-	e := newEnv(t, console.TokenAuth{Token: token})
+	e := newEnv(t, tokenAuth{})
 	b := e.signedIn()
 	saved := archivetest.Tar(t, archivetest.LegacySave(archivetest.TwoLayerImage(t, "app:v1"))...)
 	posts := []struct {
@@ -296,15 +363,7 @@ func TestStateChangesNeedTheCSRFToken(t *testing.T) {
 		{"/ui/logout", nil},
 	}
 	for _, p := range posts {
-		for _, c := range []struct {
-			name   string
-			header []string
-		}{
-			{"no token", []string{"Origin", e.srv.URL}},
-			{"wrong token", []string{"Origin", e.srv.URL, "X-CSRF-Token", "wrong"}},
-			{"other site", []string{"Origin", "http://evil.example", "X-CSRF-Token", b.csrf}},
-			{"cross-site fetch", []string{"Sec-Fetch-Site", "cross-site", "X-CSRF-Token", b.csrf}},
-		} {
+		for _, c := range forged(e, b) {
 			a := b.do(http.MethodPost, p.path, bytes.NewReader(p.body), c.header...)
 			if a.status != http.StatusForbidden {
 				t.Errorf("POST %s, %s: status %d, want 403", p.path, c.name, a.status)
@@ -325,10 +384,10 @@ func TestStateChangesNeedTheCSRFToken(t *testing.T) {
 
 type viewer struct{}
 
-func (viewer) Authenticate(context.Context, string, string) (console.Identity, error) {
-	return console.Identity{Name: "viewer"}, nil
+func (viewer) Authenticate(*http.Request, string, string) (console.Identity, error) {
+	return console.Identity{Name: "viewer", User: "viewer"}, nil
 }
-func (viewer) AsksUser() bool { return true }
+func (viewer) Form() console.LoginForm { return console.LoginForm{Users: true} }
 
 func TestOnlyAdminsChangeTheCache(t *testing.T) {
 	e := newEnv(t, viewer{})
@@ -357,12 +416,15 @@ func TestConsoleOffWithoutAuthenticator(t *testing.T) {
 	}
 }
 
-// TestHostileNamesAreEscaped stores a repository and a tag named to break
-// out of HTML and checks every page shows them as text.
+// TestHostileNamesAreEscaped stores a repository, a tag and a referrer
+// named to break out of HTML and checks every page shows them as text:
+// lists, the repository and image pages (referrers, tag history), the
+// maintenance page's pinned images and the delete preview.
 func TestHostileNamesAreEscaped(t *testing.T) {
-	e := newEnv(t, console.TokenAuth{Token: token})
+	e := newEnv(t, tokenAuth{})
 	e.importLegacy("app:v1")
-	m, err := e.store.Manifest(mustTag(t, e.store, "library/app", "v1").Digest)
+	appDigest := mustTag(t, e.store, "library/app", "v1").Digest
+	m, err := e.store.Manifest(appDigest)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -371,23 +433,36 @@ func TestHostileNamesAreEscaped(t *testing.T) {
 	if err := e.store.ImportImage(cache.Repo{Registry: "docker.io", Name: evilRepo}, []string{evilTag, `x" onmouseover="alert(1)`}, []*cache.Manifest{m}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
+	evil := v1.Descriptor{MediaType: "application/vnd.oci.image.manifest.v1+json", Digest: archivetest.Digest([]byte("evil")), Size: 4,
+		ArtifactType: `<script>alert(2)</script>`, Annotations: map[string]string{`"><script>alert(3)</script>`: `<img src=x onerror=alert(4)>`}}
+	if err := e.store.AddReferrers(cache.Repo{Registry: "docker.io", Name: "library/app"}, appDigest, []v1.Descriptor{evil}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
 	b := e.signedIn()
 	ref := "docker.io/" + evilRepo + ":" + evilTag
+	pages := map[string]answer{}
 	for _, p := range []string{"/ui/browse", "/ui/browse?q=" + url.QueryEscape("<script>"),
-		"/ui/repo?name=" + url.QueryEscape("docker.io/"+evilRepo), "/ui/image?ref=" + url.QueryEscape(ref), "/ui/export"} {
-		a := b.get(p)
-		if strings.Contains(a.body, "<script>alert") {
-			t.Errorf("%s: the repository name is in the page as markup", p)
+		"/ui/repo?name=" + url.QueryEscape("docker.io/"+evilRepo), "/ui/image?ref=" + url.QueryEscape(ref),
+		"/ui/image?ref=docker.io/library/app:v1", "/ui/export", "/ui/maintenance"} {
+		pages[p] = b.get(p)
+	}
+	pages["delete preview"] = b.post("/ui/rm", url.Values{"image": {ref}, "next": {"/ui/"}})
+	for p, a := range pages {
+		if strings.Contains(a.body, "<script>alert") || strings.Contains(a.body, "<img src=x") {
+			t.Errorf("%s: a hostile name is in the page as markup", p)
 		}
-		if strings.Contains(a.body, `" onmouseover="`) {
-			t.Errorf("%s: the tag broke out of an attribute", p)
+		if strings.Contains(a.body, `" onmouseover="`) || strings.Contains(a.body, `"><script`) {
+			t.Errorf("%s: a hostile name broke out of an attribute", p)
 		}
 		if strings.Count(a.body, "<script") != 1 {
 			t.Errorf("%s: %d script elements, want only the console's own", p, strings.Count(a.body, "<script"))
 		}
 	}
-	if a := b.get("/ui/browse"); !strings.Contains(a.body, "evil/&#34;&gt;&lt;script&gt;") {
-		t.Error("the browse page does not show the hostile name as text")
+	for p, want := range map[string]string{"/ui/browse": "evil/&#34;&gt;&lt;script&gt;", "/ui/maintenance": "evil/&#34;&gt;&lt;script&gt;",
+		"delete preview": "evil/&#34;&gt;&lt;script&gt;", "/ui/image?ref=docker.io/library/app:v1": "&lt;img src=x onerror=alert(4)&gt;"} {
+		if !strings.Contains(pages[p].body, want) {
+			t.Errorf("%s does not show the hostile name as text (%s)", p, want)
+		}
 	}
 }
 
@@ -403,7 +478,7 @@ func mustTag(t *testing.T, s *cache.Store, repo, tag string) cache.Tag {
 // TestLookingIsNotPulling: the image page must not make an image look
 // recently pulled (eviction goes by last access).
 func TestLookingIsNotPulling(t *testing.T) {
-	e := newEnv(t, console.TokenAuth{Token: token})
+	e := newEnv(t, tokenAuth{})
 	e.importLegacy("app:v1")
 	b := e.signedIn()
 	b.get("/ui/image?ref=docker.io/library/app:v1")

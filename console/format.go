@@ -18,6 +18,22 @@ var funcs = template.FuncMap{
 	"count":   humanCount,
 	"percent": percent,
 	"stamp":   func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
+	"pulled":  pulled,
+	"created": created,
+}
+
+// pulled is ago for an optional time: "never" when not set.
+func pulled(now time.Time, t *time.Time) string {
+	if t == nil {
+		return "never"
+	}
+	return ago(now, *t)
+}
+
+// created is an artifact's org.opencontainers.image.created annotation,
+// empty without one.
+func created(annotations map[string]string) string {
+	return annotations["org.opencontainers.image.created"]
 }
 
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
@@ -87,26 +103,4 @@ func shortDigest(d string) string {
 		return alg + ":" + hex[:12]
 	}
 	return d
-}
-
-// imageName is a tag's name split into its parts.
-type imageName struct {
-	Registry, Repository, Tag string
-}
-
-func (n imageName) Repo() string { return n.Registry + "/" + n.Repository }
-func (n imageName) Ref() string  { return n.Repo() + ":" + n.Tag }
-
-// splitName splits registry/repository:tag as admin lists it: a registry
-// has no '/', a tag no ':'.
-func splitName(s string) (imageName, bool) {
-	reg, rest, ok := strings.Cut(s, "/")
-	if !ok {
-		return imageName{}, false
-	}
-	i := strings.LastIndex(rest, ":")
-	if i < 0 {
-		return imageName{}, false
-	}
-	return imageName{Registry: reg, Repository: rest[:i], Tag: rest[i+1:]}, true
 }

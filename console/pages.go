@@ -15,27 +15,29 @@ type overviewData struct {
 	Stats  admin.Stats
 	Charts chartSet
 	Now    time.Time
+	// Admin sees the upstreams' health and the recent errors.
+	Admin bool
 }
 
-func (c *Console) overviewData(r *http.Request) overviewData {
-	st := c.opts.Admin.Stats()
+func (c *Console) overviewData(r *http.Request, v *viewer) overviewData {
+	st := statsFor(v, c.opts.Admin.Stats())
 	span, points := "hour", st.Minutes
 	if r.URL.Query().Get("span") == "day" {
 		span, points = "day", st.Hours
 	}
-	return overviewData{Stats: st, Charts: charts(points, span), Now: st.At}
+	return overviewData{Stats: st, Charts: charts(points, span), Now: st.At, Admin: v.admin()}
 }
 
-func (c *Console) overview(w http.ResponseWriter, r *http.Request, sess *session) {
-	c.show(w, r, sess, "overview", "overview", "Overview", c.overviewData(r))
+func (c *Console) overview(w http.ResponseWriter, r *http.Request, v *viewer) {
+	c.show(w, r, v, "overview", "overview", "Overview", c.overviewData(r, v))
 }
 
 // live is the overview's changing part alone, which the page's script
 // fetches every few seconds.
-func (c *Console) live(w http.ResponseWriter, r *http.Request, sess *session) {
+func (c *Console) live(w http.ResponseWriter, r *http.Request, v *viewer) {
 	t := c.pages["overview"]
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	if err := t.ExecuteTemplate(w, "live", page{Data: c.overviewData(r)}); err != nil {
+	if err := t.ExecuteTemplate(w, "live", page{Data: c.overviewData(r, v)}); err != nil {
 		c.opts.Logger.Error("console live", "err", err)
 	}
 }
@@ -50,134 +52,198 @@ type registryRow struct {
 }
 
 type repoRow struct {
-	Name imageName // Tag unused
-	Tags int
+	Registry, Repository string
+	Tags                 int
 }
+
+func (r repoRow) Name() string { return r.Registry + "/" + r.Repository }
 
 type browseData struct {
 	Query      string
 	Registry   string
 	Registries []registryRow
 	Repos      []repoRow
-	Matches    []imageName
+	Matches    []admin.Image
 	Truncated  bool
+	Now        time.Time
 }
 
-func (c *Console) browse(w http.ResponseWriter, r *http.Request, sess *session) {
-	images, err := c.opts.Admin.Images()
+// images is admin's list of the images matching q that v may see.
+func (c *Console) images(v *viewer, q string) ([]admin.Image, error) {
+	list, err := c.opts.Admin.ListMatching(q)
+	return visible(v, list), err
+}
+
+func (c *Console) listFailed(w http.ResponseWriter, r *http.Request, v *viewer, err error) {
+	_, msg := admin.ErrorStatus(err)
+	c.fail(w, r, v, http.StatusInternalServerError, "The image list could not be read: "+msg)
+}
+
+// browse lists registries and repositories, or, with q, the images whose
+// name matches q as GET /admin/images?q= does (part of a name, or a
+// glob).
+func (c *Console) browse(w http.ResponseWriter, r *http.Request, v *viewer) {
+	q := r.URL.Query()
+	d := browseData{Query: strings.TrimSpace(q.Get("q")), Registry: q.Get("registry"), Now: c.opts.Now()}
+	images, err := c.images(v, d.Query)
 	if err != nil {
-		c.fail(w, r, sess, http.StatusInternalServerError, "The image list could not be read: "+err.Error())
+		c.listFailed(w, r, v, err)
 		return
 	}
-	q := r.URL.Query()
-	d := browseData{Query: strings.TrimSpace(q.Get("q")), Registry: q.Get("registry")}
+	if d.Query != "" {
+		d.Truncated = len(images) > maxRows
+		d.Matches = images[:min(len(images), maxRows)]
+		c.show(w, r, v, "browse", "browse", "Browse", d)
+		return
+	}
+	d.Registries, d.Repos = group(images, d.Registry)
+	d.Truncated = len(d.Repos) > maxRows
+	d.Repos = d.Repos[:min(len(d.Repos), maxRows)]
+	c.show(w, r, v, "browse", "browse", "Browse", d)
+}
+
+// group counts images by registry, and by repository within registry
+// (every registry when empty).
+func group(images []admin.Image, registry string) ([]registryRow, []repoRow) {
 	regs := map[string]*registryRow{}
 	repos := map[string]*repoRow{}
 	for _, img := range images {
-		n, ok := splitName(img.Name)
-		if !ok {
+		if img.Registry == "" {
 			continue
 		}
-		if d.Query != "" && strings.Contains(strings.ToLower(n.Ref()), strings.ToLower(d.Query)) {
-			d.Matches = append(d.Matches, n)
-		}
-		rr := regs[n.Registry]
+		rr := regs[img.Registry]
 		if rr == nil {
-			rr = &registryRow{Name: n.Registry}
-			regs[n.Registry] = rr
+			rr = &registryRow{Name: img.Registry}
+			regs[img.Registry] = rr
 		}
 		rr.Tags++
-		if d.Registry != "" && n.Registry != d.Registry {
+		if registry != "" && img.Registry != registry {
 			continue
 		}
-		p := repos[n.Repo()]
+		key := img.Registry + "/" + img.Repository
+		p := repos[key]
 		if p == nil {
-			p = &repoRow{Name: imageName{Registry: n.Registry, Repository: n.Repository}}
-			repos[n.Repo()] = p
+			p = &repoRow{Registry: img.Registry, Repository: img.Repository}
+			repos[key] = p
 			rr.Repositories++
 		}
 		p.Tags++
 	}
+	var outRegs []registryRow
 	for _, rr := range regs {
-		d.Registries = append(d.Registries, *rr)
+		outRegs = append(outRegs, *rr)
 	}
-	sort.Slice(d.Registries, func(i, j int) bool { return d.Registries[i].Name < d.Registries[j].Name })
-	if d.Query == "" {
-		for _, p := range repos {
-			d.Repos = append(d.Repos, *p)
-		}
-		sort.Slice(d.Repos, func(i, j int) bool { return d.Repos[i].Name.Repo() < d.Repos[j].Name.Repo() })
+	sort.Slice(outRegs, func(i, j int) bool { return outRegs[i].Name < outRegs[j].Name })
+	var outRepos []repoRow
+	for _, p := range repos {
+		outRepos = append(outRepos, *p)
 	}
-	d.Truncated = len(d.Repos) > maxRows || len(d.Matches) > maxRows
-	d.Repos = d.Repos[:min(len(d.Repos), maxRows)]
-	d.Matches = d.Matches[:min(len(d.Matches), maxRows)]
-	c.show(w, r, sess, "browse", "browse", "Browse", d)
-}
-
-type tagRow struct {
-	Name imageName
-	Info admin.ImageInfo
-	Err  string
+	sort.Slice(outRepos, func(i, j int) bool { return outRepos[i].Name() < outRepos[j].Name() })
+	return outRegs, outRepos
 }
 
 type repoData struct {
-	Repo      imageName
-	Tags      []tagRow
-	Truncated bool
-	Now       time.Time
+	Registry, Repository string
+	Tags                 []admin.Image
+	Truncated            bool
+	Now                  time.Time
+	// Next is where the page's actions come back to.
+	Next string
 }
 
-func (c *Console) repo(w http.ResponseWriter, r *http.Request, sess *session) {
+func (c *Console) repo(w http.ResponseWriter, r *http.Request, v *viewer) {
 	want := r.URL.Query().Get("name")
-	images, err := c.opts.Admin.Images()
-	if err != nil {
-		c.fail(w, r, sess, http.StatusInternalServerError, "The image list could not be read: "+err.Error())
+	reg, repo, ok := strings.Cut(want, "/")
+	if !ok {
+		c.fail(w, r, v, http.StatusBadRequest, "Name a repository: registry/repository.")
 		return
 	}
-	d := repoData{Now: c.opts.Now()}
+	if !v.sees(reg, repo) {
+		c.fail(w, r, v, http.StatusForbidden, denied(v, want))
+		return
+	}
+	q := want
+	if strings.ContainsAny(q, "*?[") {
+		q = "" // not a pattern: compare below
+	}
+	images, err := c.images(v, q)
+	if err != nil {
+		c.listFailed(w, r, v, err)
+		return
+	}
+	d := repoData{Registry: reg, Repository: repo, Now: c.opts.Now(), Next: r.URL.RequestURI()}
 	for _, img := range images {
-		n, ok := splitName(img.Name)
-		if !ok || n.Repo() != want {
+		if img.Registry != reg || img.Repository != repo {
 			continue
 		}
 		if len(d.Tags) == maxRows {
 			d.Truncated = true
 			break
 		}
-		d.Repo = imageName{Registry: n.Registry, Repository: n.Repository}
-		row := tagRow{Name: n}
-		if row.Info, err = c.opts.Admin.Describe(n.Ref(), true); err != nil {
-			row.Err = err.Error()
-		}
-		d.Tags = append(d.Tags, row)
+		d.Tags = append(d.Tags, img)
 	}
 	if len(d.Tags) == 0 {
-		c.fail(w, r, sess, http.StatusNotFound, "The cache holds no tag of "+want+".")
+		c.fail(w, r, v, http.StatusNotFound, "The cache holds no tag of "+want+".")
 		return
 	}
-	c.show(w, r, sess, "repo", "browse", d.Repo.Repo(), d)
+	c.show(w, r, v, "repo", "browse", want, d)
 }
 
 type imageData struct {
-	Ref   string
-	Info  admin.ImageInfo
-	Pulls []pullCommand
-	Now   time.Time
+	Ref  string
+	Info admin.ImageInfo
+	// Listed is the image's entry in the list (unique size); nil for a
+	// platform of an index, which the list does not name.
+	Listed  *admin.Image
+	History []admin.TagHistory
+	Pulls   []pullCommand
+	Now     time.Time
+	Next    string
 }
 
-func (c *Console) image(w http.ResponseWriter, r *http.Request, sess *session) {
+func (c *Console) image(w http.ResponseWriter, r *http.Request, v *viewer) {
 	ref := r.URL.Query().Get("ref")
+	if status, reason := c.refSeen(v, ref); status != 0 {
+		c.fail(w, r, v, status, reason)
+		return
+	}
 	info, err := c.opts.Admin.Describe(ref, true)
 	if err != nil && info.Digest == "" {
 		status, msg := admin.ErrorStatus(err)
 		if status == http.StatusNotFound {
 			msg = "The cache does not hold " + ref + "."
 		}
-		c.fail(w, r, sess, status, msg)
+		c.fail(w, r, v, status, msg)
 		return
 	}
-	d := imageData{Ref: ref, Info: info, Now: c.opts.Now(), Pulls: pullCommands(r, info, c.opts.DefaultRegistry)}
-	c.show(w, r, sess, "image", "browse", ref, d)
+	d := imageData{Ref: ref, Info: info, Now: c.opts.Now(), Pulls: pullCommands(r, info, c.opts.DefaultRegistry), Next: r.URL.RequestURI()}
+	d.Listed = c.listed(info)
+	if info.Tag != "" {
+		// A tag that never moved has one entry; an error (an index that
+		// cannot be read) leaves the section out, the page still shows.
+		d.History, _ = c.opts.Admin.History(info.Registry + "/" + info.Repository + ":" + info.Tag)
+	}
+	c.show(w, r, v, "image", "browse", ref, d)
+}
+
+// listed finds the image's entry in admin's list, for its unique size.
+func (c *Console) listed(info admin.ImageInfo) *admin.Image {
+	name := info.Registry + "/" + info.Repository
+	if info.Tag != "" {
+		name += ":" + info.Tag
+	} else {
+		name += "@" + info.Digest
+	}
+	list, err := c.opts.Admin.ListMatching(name)
+	if err != nil {
+		return nil
+	}
+	for i := range list {
+		if list[i].Name == name {
+			return &list[i]
+		}
+	}
+	return nil
 }
 
 type uploadData struct {
@@ -185,30 +251,25 @@ type uploadData struct {
 	DefaultRegistry string
 }
 
-func (c *Console) upload(w http.ResponseWriter, r *http.Request, sess *session) {
-	c.show(w, r, sess, "upload", "upload", "Upload", uploadData{Limit: c.opts.UploadLimit, DefaultRegistry: c.opts.DefaultRegistry})
+func (c *Console) upload(w http.ResponseWriter, r *http.Request, v *viewer) {
+	c.show(w, r, v, "upload", "upload", "Upload", uploadData{Limit: c.opts.UploadLimit, DefaultRegistry: c.opts.DefaultRegistry})
 }
 
-func (c *Console) warmPage(w http.ResponseWriter, r *http.Request, sess *session) {
-	c.show(w, r, sess, "warm", "warm", "Warm", r.URL.Query().Get("image"))
+func (c *Console) warmPage(w http.ResponseWriter, r *http.Request, v *viewer) {
+	c.show(w, r, v, "warm", "warm", "Warm", r.URL.Query().Get("image"))
 }
 
-func (c *Console) exportPage(w http.ResponseWriter, r *http.Request, sess *session) {
-	images, err := c.opts.Admin.Images()
+func (c *Console) exportPage(w http.ResponseWriter, r *http.Request, v *viewer) {
+	images, err := c.images(v, "")
 	if err != nil {
-		c.fail(w, r, sess, http.StatusInternalServerError, "The image list could not be read: "+err.Error())
+		c.listFailed(w, r, v, err)
 		return
 	}
-	c.show(w, r, sess, "export", "export", "Export", images)
-}
-
-// maintenance lists the actions that wait for the store's lifecycle:
-// pin, delete, collect garbage, disk use by category.
-//
-// TODO(lifecycle): POST /admin/pin, /admin/unpin, /admin/rm,
-// /admin/gc?dry_run=1 and GET /admin/df, /admin/history; each becomes a
-// form here (confirmation for the destructive ones, refused to
-// non-admins by authorize) once the admin API answers them.
-func (c *Console) maintenance(w http.ResponseWriter, r *http.Request, sess *session) {
-	c.show(w, r, sess, "maintenance", "maintenance", "Maintenance", nil)
+	tagged := images[:0:0]
+	for _, img := range images {
+		if img.Tag != "" {
+			tagged = append(tagged, img)
+		}
+	}
+	c.show(w, r, v, "export", "export", "Export", tagged)
 }

@@ -1,11 +1,12 @@
 package main
 
 import (
-	"context"
+	"crypto/subtle"
 	"log/slog"
 	"net/http"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/pullcache/pullcache/admin"
 	"github.com/pullcache/pullcache/auth"
@@ -74,42 +75,89 @@ func (o *observers) health() []admin.RegistryHealth {
 
 // consoleHandler is the web console at /ui/: the admin API (without a
 // token of its own: the console's login guards it) behind the console's
-// sessions. Admin users (auth.admins) log in with their password, and the
-// admin token still works; with neither it only says how to turn it on.
+// sessions. With logins on, every user signs in with their password and
+// sees what the access rules let them pull; admins (auth.admins) and the
+// admin token may change the cache. With neither logins nor a token it
+// only says how to turn it on.
 func consoleHandler(cfg config.Config, store *cache.Store, mirror string, obs *observers, log *slog.Logger, authn *auth.Authenticator) (http.Handler, error) {
 	a := admin.New(adminOptions(cfg, store, mirror, log, "", cfg.UploadLimit, obs))
 	opts := console.Options{Admin: a, DefaultRegistry: cfg.DefaultRegistry, UploadLimit: cfg.UploadLimit, Logger: log}
-	switch {
-	case authn != nil && len(cfg.Auth.Admins) > 0:
-		opts.Auth = consoleLogins{authn: authn, token: console.TokenAuth{Token: cfg.AdminToken}}
-	case cfg.AdminToken != "":
-		opts.Auth = console.TokenAuth{Token: cfg.AdminToken}
+	if authn != nil || cfg.AdminToken != "" {
+		opts.Auth = newConsoleLogins(cfg, authn)
 	}
 	return console.New(opts)
 }
 
-// consoleLogins admits admin users by password, and the admin token (sent
-// with no user name). Only admins: the console lists every cached image of
-// every registry, which the access rules do not filter.
+// consoleLogins are the console's logins: users by password (logins on)
+// and the admin token (sent with no user name), every failure counted per
+// client address in the registry's budget, so an address guessing through
+// the form is refused as it would be through Basic credentials.
 type consoleLogins struct {
-	authn *auth.Authenticator
-	token console.TokenAuth
+	authn   *auth.Authenticator // nil: logins off, the token only
+	token   string
+	limiter *auth.LoginLimiter
 }
 
-func (c consoleLogins) Authenticate(ctx context.Context, user, secret string) (console.Identity, error) {
-	if user == "" {
-		return c.token.Authenticate(ctx, user, secret)
+func newConsoleLogins(cfg config.Config, authn *auth.Authenticator) consoleLogins {
+	c := consoleLogins{authn: authn, token: cfg.AdminToken}
+	if authn != nil {
+		c.limiter = authn.Limiter()
+	} else {
+		c.limiter = auth.NewLoginLimiter(cfg.Auth.LoginFailures, time.Duration(cfg.Auth.LoginWindow))
 	}
-	// The console does not pass the client's address: its logins share
-	// one failure budget.
-	id, d := c.authn.Login("console", user, secret)
-	if d != nil || !id.Admin {
+	return c
+}
+
+func (c consoleLogins) Authenticate(r *http.Request, user, secret string) (console.Identity, error) {
+	client := auth.ClientKey(r)
+	if user == "" {
+		d := c.limiter.Check(client, func() bool {
+			return c.token != "" && subtle.ConstantTimeCompare([]byte(secret), []byte(c.token)) == 1
+		})
+		if d != nil {
+			return console.Identity{}, consoleDenial(d)
+		}
+		return console.Identity{Name: "admin", Admin: true}, nil
+	}
+	if c.authn == nil {
 		return console.Identity{}, console.ErrBadLogin
 	}
-	return console.Identity{Name: id.User, Admin: true}, nil
+	id, d := c.authn.Login(client, user, secret)
+	if d != nil {
+		return console.Identity{}, consoleDenial(d)
+	}
+	return console.Identity{Name: id.User, User: id.User, Admin: id.Admin}, nil
 }
 
-func (consoleLogins) AsksUser() bool { return true }
+func consoleDenial(d *auth.Denial) error {
+	if d.Status == http.StatusTooManyRequests {
+		return &console.Throttled{RetryAfter: d.RetryAfter}
+	}
+	return console.ErrBadLogin
+}
+
+func (c consoleLogins) Form() console.LoginForm {
+	return console.LoginForm{Users: c.authn != nil, Token: c.token != ""}
+}
+
+// Access is what a console user may see: what the access rules let them
+// pull, as the user and group files say now; a user removed from the
+// htpasswd file is signed out. The admin token sees everything.
+func (c consoleLogins) Access(id console.Identity) (console.MayPull, bool) {
+	if id.User == "" {
+		return nil, id.Admin
+	}
+	if c.authn == nil {
+		return nil, false
+	}
+	u, ok := c.authn.User(id.User)
+	if !ok {
+		return nil, false
+	}
+	return func(registry, repository string) bool {
+		return c.authn.Decide(u, auth.Target{Registry: registry, Repository: repository, Name: repository}) == nil
+	}, true
+}
 
 // watchAllowed wraps allow so the registries it builds are watched too.
 func (o *observers) watchAllowed(allow func(string) (proxy.Upstream, bool)) func(string) (proxy.Upstream, bool) {

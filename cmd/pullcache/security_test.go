@@ -3,11 +3,9 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -22,7 +20,6 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/pullcache/pullcache/config"
-	"github.com/pullcache/pullcache/console"
 )
 
 var okHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
@@ -449,40 +446,6 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
-}
-
-func TestConsoleLoginsAdmitAdminsOnly(t *testing.T) {
-	cfg := config.Default()
-	var lines []string
-	for _, u := range []string{"alice", "bob"} {
-		h, _ := bcrypt.GenerateFromPassword([]byte(u+"-pw"), bcrypt.MinCost)
-		lines = append(lines, u+":"+string(h))
-	}
-	cfg.Auth.Htpasswd = filepath.Join(t.TempDir(), "htpasswd")
-	if err := os.WriteFile(cfg.Auth.Htpasswd, []byte(strings.Join(lines, "\n")), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg.Auth.Admins = []string{"alice"}
-	authn, err := newAuth(cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := consoleLogins{authn: authn, token: console.TokenAuth{Token: "0123456789abcdef-token"}}
-	if !c.AsksUser() {
-		t.Error("the form must ask for a user name")
-	}
-	ctx := context.Background()
-	if id, err := c.Authenticate(ctx, "alice", "alice-pw"); err != nil || !id.Admin || id.Name != "alice" {
-		t.Errorf("admin alice: %+v %v", id, err)
-	}
-	for _, tc := range [][2]string{{"bob", "bob-pw"}, {"alice", "wrong"}, {"", "wrong-token"}} {
-		if _, err := c.Authenticate(ctx, tc[0], tc[1]); !errors.Is(err, console.ErrBadLogin) {
-			t.Errorf("%q: %v, want ErrBadLogin", tc[0], err)
-		}
-	}
-	if id, err := c.Authenticate(ctx, "", "0123456789abcdef-token"); err != nil || !id.Admin {
-		t.Errorf("admin token: %+v %v", id, err)
-	}
 }
 
 // TestWarmThroughTheSocketWithLoginsOn: warm needs no login, because it

@@ -31,6 +31,35 @@
     };
   }
 
+  // postStream POSTs body to url asking for a progress stream and calls
+  // onLine with each line; it returns null, or the refusal's message when
+  // the server answered with an error instead.
+  async function postStream(url, body, onLine) {
+    const headers = { Accept: "application/x-ndjson", "X-CSRF-Token": csrf };
+    if (body !== null) headers["Content-Type"] = "application/json";
+    const resp = await fetch(url, {
+      method: "POST", credentials: "same-origin", headers: headers,
+      body: body === null ? null : JSON.stringify(body),
+    });
+    if (!resp.ok) {
+      let msg = "the server answered " + resp.status;
+      try { msg = (await resp.json()).errors[0].message; } catch (err) { /* not JSON */ }
+      return msg;
+    }
+    const reader = resp.body.getReader();
+    const decoder = new TextDecoder();
+    const read = lineReader(onLine);
+    let text = "";
+    for (;;) {
+      const chunk = await reader.read();
+      if (chunk.done) break;
+      text += decoder.decode(chunk.value, { stream: true });
+      read(text, false);
+    }
+    read(text, true);
+    return null;
+  }
+
   // Overview: the live part is drawn by the server; fetch it again.
   function live() {
     const box = document.getElementById("live");
@@ -78,7 +107,10 @@
     const nameBox = document.getElementById("name-needed");
     const imported = document.getElementById("imported");
     const limit = Number(form.dataset.limit || 0);
+    const phases = ["upload", "verify", "store"];
     let current = null;
+    // active is the phase under way: the one a failure stops.
+    let active = "upload";
 
     function say(text, isError) {
       message.textContent = text;
@@ -91,7 +123,13 @@
       nameBox.hidden = true;
       imported.replaceChildren();
       document.getElementById("upload-file").textContent = file.name + " (" + human(file.size) + ")";
-      for (const id of ["upload-progress", "verify-progress", "store-progress"]) setProgress(document.getElementById(id), 0, 1);
+      active = "upload";
+      for (const p of phases) {
+        const bar = document.getElementById(p + "-progress");
+        bar.classList.remove("failed");
+        setProgress(bar, 0, 1);
+        document.getElementById(p + "-bytes").textContent = "";
+      }
       if (limit > 0 && file.size > limit) {
         say("Refused: " + file.name + " is " + human(file.size) + ", more than the upload limit of " + human(limit) + ".", true);
         return;
@@ -109,7 +147,11 @@
         setProgress(document.getElementById("upload-progress"), e.loaded, e.total);
         document.getElementById("upload-bytes").textContent = human(e.loaded) + " of " + human(e.total);
       };
-      xhr.upload.onload = function () { say("Uploaded; the server is checking the archive…"); };
+      xhr.upload.onload = function () {
+        setProgress(document.getElementById("upload-progress"), 1, 1);
+        active = "verify";
+        say("Uploaded; the server is checking the archive…");
+      };
       const read = lineReader(onEvent);
       xhr.onprogress = function () { if (xhr.status === 200) read(xhr.responseText, false); };
       xhr.onload = function () {
@@ -118,12 +160,13 @@
         try { err = JSON.parse(xhr.responseText).errors[0]; } catch (e) { /* not JSON */ }
         refused(err);
       };
-      xhr.onerror = function () { say("The upload broke off (the connection was lost). Try again.", true); };
+      xhr.onerror = function () { failed(); say("The upload broke off (the connection was lost). Try again.", true); };
       xhr.send(file);
     }
 
     function onEvent(ev) {
       if (ev.phase === "verify" || ev.phase === "store") {
+        active = ev.phase;
         setProgress(document.getElementById("upload-progress"), 1, 1);
         setProgress(document.getElementById(ev.phase + "-progress"), ev.done, ev.total);
         document.getElementById(ev.phase + "-bytes").textContent = human(ev.done || 0) + " of " + human(ev.total || 0);
@@ -148,7 +191,22 @@
       }
     }
 
+    // failed marks the phase under way as failed, where it stopped, and
+    // empties the phases after it: no bar is left looking as if it were
+    // still going.
+    function failed() {
+      const bar = document.getElementById(active + "-progress");
+      bar.classList.add("failed");
+      const bytes = document.getElementById(active + "-bytes");
+      bytes.textContent = (bytes.textContent ? bytes.textContent + " — " : "") + "failed";
+      for (const p of phases.slice(phases.indexOf(active) + 1)) {
+        setProgress(document.getElementById(p + "-progress"), 0, 1);
+        document.getElementById(p + "-bytes").textContent = "";
+      }
+    }
+
     function refused(err) {
+      failed();
       say("Refused: " + err.message, true);
       if (err.detail && err.detail.reason === "NO_NAME") {
         nameBox.hidden = false;
@@ -236,30 +294,12 @@
       document.getElementById("warm-start").disabled = true;
       for (const im of images) row(im);
       try {
-        const resp = await fetch("/ui/api/warm", {
-          method: "POST", credentials: "same-origin",
-          headers: { "Content-Type": "application/json", Accept: "application/x-ndjson", "X-CSRF-Token": csrf },
-          body: JSON.stringify(body),
-        });
-        if (!resp.ok) {
-          let msg = "the server answered " + resp.status;
-          try { msg = (await resp.json()).errors[0].message; } catch (err) { /* not JSON */ }
-          summary.textContent = "Refused: " + msg;
+        const refusal = await postStream("/ui/api/warm", body, onEvent);
+        if (refusal !== null) {
+          summary.textContent = "Refused: " + refusal;
           summary.className = "notice error";
           document.getElementById("warm-start").disabled = false;
-          return;
         }
-        const reader = resp.body.getReader();
-        const decoder = new TextDecoder();
-        const read = lineReader(onEvent);
-        let text = "";
-        for (;;) {
-          const chunk = await reader.read();
-          if (chunk.done) break;
-          text += decoder.decode(chunk.value, { stream: true });
-          read(text, false);
-        }
-        read(text, true);
       } catch (err) {
         summary.textContent = "Lost the connection; the warm goes on in the server (see the overview's fills).";
         summary.className = "notice error";
@@ -268,10 +308,94 @@
     });
   }
 
+  // What a verify report's counts mean, in the order shown; problem
+  // rows make the store unsound until repaired.
+  const verifyRows = [
+    ["files", "Files hashed", false], ["corrupt", "Corrupt (do not hash to their name)", true],
+    ["stray", "Stray files under blobs/", true], ["missing_files", "Records of missing files", true],
+    ["unrecorded", "Files the index does not count", true], ["dangling_manifests", "Manifests whose bytes are gone", true],
+    ["dangling_tags", "Tags pointing at nothing", true], ["temp_files", "Leftover temp files", true],
+    ["orphans", "Orphans (swept after the grace period)", false], ["incomplete", "Images with blobs not cached", false],
+    ["dangling_links", "Repository links to nothing", false],
+  ];
+
+  function verify() {
+    const form = document.getElementById("verify-form");
+    if (!form) return;
+    const bar = document.getElementById("verify-bar");
+    const bytes = document.getElementById("verify-bytes");
+    const message = document.getElementById("verify-message");
+    const table = document.getElementById("verify-report");
+    const start = document.getElementById("verify-start");
+
+    function say(text, isError) {
+      message.textContent = text;
+      message.className = isError ? "notice error" : "notice";
+    }
+
+    function stopped(text) {
+      bar.classList.add("failed");
+      bytes.textContent += " — failed";
+      say(text, true);
+    }
+
+    function show(rep, clean) {
+      setProgress(bar, 1, 1);
+      const body = table.querySelector("tbody");
+      body.replaceChildren();
+      for (const [key, label, problem] of verifyRows) {
+        const v = rep[key];
+        const n = Array.isArray(v) ? v.length : (v || 0);
+        const tr = document.createElement("tr");
+        tr.dataset.key = key;
+        if (problem && n > 0) tr.className = "error";
+        const th = document.createElement("td");
+        th.textContent = label;
+        const td = document.createElement("td");
+        td.textContent = String(n);
+        tr.append(th, td);
+        body.append(tr);
+      }
+      table.hidden = false;
+      let text = clean ? "Sound: every blob matches its digest and every record its file." :
+        "Problems found" + (rep.repaired ? "; repaired: run it again to check." : ": run it again with Repair.");
+      if (rep.quarantined && rep.quarantined.length) text += " Quarantined: " + rep.quarantined.join(", ") + ".";
+      say(text, !clean && !rep.repaired);
+    }
+
+    function onEvent(ev) {
+      if (ev.error) { stopped("Verify failed: " + ev.error.message); return; }
+      if (ev.report) { show(ev.report, ev.clean === true); return; }
+      setProgress(bar, ev.done || 0, ev.total || 0);
+      bytes.textContent = human(ev.done || 0) + (ev.total ? " of about " + human(ev.total) : "");
+    }
+
+    form.addEventListener("submit", async function (e) {
+      e.preventDefault();
+      const repair = document.getElementById("verify-repair").checked;
+      if (repair && !window.confirm("Repair moves corrupt files to quarantine/ and removes the records that point at nothing. Go on?")) return;
+      document.getElementById("verify-status").hidden = false;
+      table.hidden = true;
+      bar.classList.remove("failed");
+      setProgress(bar, 0, 1);
+      bytes.textContent = "";
+      say("Verifying…");
+      start.disabled = true;
+      try {
+        const refusal = await postStream("/ui/api/verify" + (repair ? "?repair=1" : ""), null, onEvent);
+        if (refusal !== null) stopped("Refused: " + refusal);
+      } catch (err) {
+        stopped("Lost the connection; the verify may still be running in the server (see its log).");
+      }
+      start.disabled = false;
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     live();
     copyButtons();
     upload();
     warm();
+    verify();
   });
 })();
