@@ -239,6 +239,7 @@ func (s *server) importArchive(w http.ResponseWriter, r *http.Request) error {
 	if s.opts.UploadLimit > 0 {
 		opts.MaxUnpacked = unpackFactor * s.opts.UploadLimit
 	}
+	defer s.disk.invalidate()
 	if r.ContentLength > 0 {
 		if err := s.opts.Store.EnsureRoom(2 * r.ContentLength); err != nil {
 			return fmt.Errorf("the upload does not fit: %w", err)

@@ -48,7 +48,7 @@ func (s *server) pin(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	done, err := Pin(s.opts.Store, names, s.opts.DefaultRegistry)
+	done, err := s.Pin(names)
 	if err != nil {
 		return err
 	}
@@ -60,7 +60,7 @@ func (s *server) unpin(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	done, err := Unpin(s.opts.Store, names, s.opts.DefaultRegistry)
+	done, err := s.Unpin(names)
 	if err != nil {
 		return err
 	}
@@ -72,7 +72,7 @@ func (s *server) rm(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	rep, err := Remove(s.opts.Store, names, s.opts.DefaultRegistry, flag(r, "dry_run"))
+	rep, err := s.Remove(names, flag(r, "dry_run"))
 	if err != nil {
 		return err
 	}
@@ -80,7 +80,7 @@ func (s *server) rm(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *server) gc(w http.ResponseWriter, r *http.Request) error {
-	rep, err := s.opts.Store.GC(flag(r, "dry_run"))
+	rep, err := s.GC(flag(r, "dry_run"))
 	if err != nil {
 		return err
 	}

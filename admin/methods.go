@@ -15,23 +15,36 @@ func (s *server) ListMatching(pattern string) ([]Image, error) {
 	return ListMatching(s.opts.Store, pattern)
 }
 
+// Each change made here drops the disk figures kept for the overview, so
+// that the next look shows it.
+
 // Pin is POST /admin/pin.
 func (s *server) Pin(names []string) ([]string, error) {
+	defer s.disk.invalidate()
 	return Pin(s.opts.Store, names, s.opts.DefaultRegistry)
 }
 
 // Unpin is POST /admin/unpin.
 func (s *server) Unpin(names []string) ([]string, error) {
+	defer s.disk.invalidate()
 	return Unpin(s.opts.Store, names, s.opts.DefaultRegistry)
 }
 
 // Remove is POST /admin/rm.
 func (s *server) Remove(names []string, dryRun bool) (cache.GCReport, error) {
+	if !dryRun {
+		defer s.disk.invalidate()
+	}
 	return Remove(s.opts.Store, names, s.opts.DefaultRegistry, dryRun)
 }
 
 // GC is POST /admin/gc.
-func (s *server) GC(dryRun bool) (cache.GCReport, error) { return s.opts.Store.GC(dryRun) }
+func (s *server) GC(dryRun bool) (cache.GCReport, error) {
+	if !dryRun {
+		defer s.disk.invalidate()
+	}
+	return s.opts.Store.GC(dryRun)
+}
 
 // DiskUsage is GET /admin/df.
 func (s *server) DiskUsage() (DF, error) { return DiskUsage(s.opts.Store) }

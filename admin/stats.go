@@ -118,6 +118,13 @@ type diskMemo struct {
 	at   time.Time
 }
 
+// invalidate makes the next get measure again.
+func (m *diskMemo) invalidate() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.at = time.Time{}
+}
+
 func (m *diskMemo) get(store *cache.Store, now time.Time, log *slog.Logger) (DF, string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
