@@ -27,6 +27,11 @@ type maintenanceData struct {
 
 func (c *Console) maintenanceData() (maintenanceData, error) {
 	d := maintenanceData{Stats: c.opts.Admin.Stats(), Pins: c.opts.Admin.Pins(), Now: c.opts.Now()}
+	// This page is df: measured now, not the overview's figures of up to
+	// ten seconds ago, which predate the pin just made.
+	if df, err := c.opts.Admin.DiskUsage(); err == nil {
+		d.Stats.Disk, d.Stats.DiskError = df, ""
+	}
 	list, err := c.opts.Admin.ListMatching("")
 	for _, img := range list {
 		if !img.Pinned {
@@ -60,8 +65,6 @@ func (c *Console) collect(w http.ResponseWriter, r *http.Request, v *viewer) {
 		c.listFailed(w, r, v, err)
 		return
 	}
-	// The figures after the pass, not the ones cached for the overview.
-	d.Stats.Disk.Usage = rep.Usage
 	d.GC = &rep
 	if gcErr != nil {
 		_, d.GCError = admin.ErrorStatus(gcErr)
