@@ -13,6 +13,7 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/chromedp"
+	"github.com/google/go-containerregistry/pkg/registry"
 
 	"github.com/pullcache/pullcache/archive/archivetest"
 )
@@ -93,6 +94,18 @@ func waitFor(js string) chromedp.Action[chromedp.Void] {
 	}
 }
 
+// count is how many elements sel matches now.
+func (b *browser) count(sel string) int {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, browserTimeout)
+	defer cancel()
+	n, err := chromedp.Run(ctx, chromedp.Evaluate[int](fmt.Sprintf(`document.querySelectorAll(%q).length`, sel)))
+	if err != nil {
+		b.t.Fatalf("browser: count %s: %v", sel, err)
+	}
+	return n
+}
+
 func (b *browser) text(sel string) string {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, browserTimeout)
@@ -163,14 +176,18 @@ func (b *browser) drop(sel, file string) {
 // upload page is imported, appears in the browse view and pulls through
 // the mirror with crane, using the command the image page shows; a save
 // made by image ID is refused, then accepted with a name; warm shows each
-// image's progress to the end. It saves screenshots of the main pages.
+// image's progress to the end; an image pinned from its page shows
+// pinned; a second save of a tag shows in its tag history; a signature
+// and an SBOM attached at the upstream show as the image's referrers;
+// garbage collection shows its preview, then runs; verify reports the
+// store sound. It saves screenshots of the main pages.
 func TestConsoleInABrowser(t *testing.T) {
 	requireE2E(t)
 	exe := chromium(t)
-	requireTools(t, "crane")
+	requireTools(t, "crane", "regctl")
 	ctx := context.Background()
 	fx := loadFixtures(t)
-	up := newUpstream(t)
+	up := newUpstream(t, registry.WithReferrersSupport(true))
 	up.push(t, fx.images...)
 	data := shortTempDir(t)
 	cfg := writeFile(t, filepath.Join(t.TempDir(), "pullcache.yml"), "admin_token: "+consoleToken+"\n")
@@ -223,7 +240,6 @@ func TestConsoleInABrowser(t *testing.T) {
 			chromedp.WaitVisible(chromedp.CSS("#matches a")),
 		)
 		b.run("image page", chromedp.Click(chromedp.CSS("#matches a")), chromedp.WaitVisible(chromedp.ID("layers")))
-		b.screenshot("image")
 		cmd := strings.Fields(b.text(`pre[data-client="crane"]`))
 		if len(cmd) != 5 {
 			t.Fatalf("crane command %q", cmd)
@@ -275,6 +291,95 @@ func TestConsoleInABrowser(t *testing.T) {
 			if n := up.count("GET", "manifest"); n == 0 {
 				t.Errorf("%s: the warm fetched no manifest", im.ref())
 			}
+		}
+	})
+
+	t.Run("pin", func(t *testing.T) {
+		page := base + "/ui/image?ref=docker.io/" + first.image.ref()
+		b.run("pin from the image page",
+			chromedp.Navigate(page),
+			chromedp.WaitVisible(chromedp.ID("pin")),
+			chromedp.Click(chromedp.ID("pin")),
+			chromedp.WaitVisible(chromedp.ID("unpin")),
+		)
+		if got := b.text("#pinned"); !strings.Contains(got, "pinned") {
+			t.Errorf("after pinning, the page says %q", got)
+		}
+		b.run("the repository page shows it pinned",
+			chromedp.Navigate(base+"/ui/repo?name=docker.io/library/"+first.image.name),
+			waitFor(`[...document.querySelectorAll("#tags .badge")].some(e => e.textContent === "pinned")`),
+		)
+	})
+
+	t.Run("tag history", func(t *testing.T) {
+		second := archivetest.LegacyImage{RepoTags: []string{"uploaded:v1"}, Layers: [][]byte{archivetest.Layer(t, "app/run", "app/v2")}}
+		file := archivetest.WriteFile(t, "uploaded-v2.tar", archivetest.Tar(t, archivetest.LegacySave(second)...))
+		b.run("upload page", chromedp.Navigate(base+"/ui/upload"), chromedp.WaitVisible(chromedp.ID("drop")))
+		b.drop("#drop", file)
+		b.run("the new save is imported", chromedp.WaitVisible(chromedp.CSS(".imported-name")))
+		b.run("the tag's history lists both digests",
+			chromedp.Navigate(base+"/ui/image?ref=docker.io/library/uploaded:v1"),
+			waitFor(`document.querySelectorAll("#tag-history tbody tr").length === 2`),
+		)
+		if got := b.text("#tag-history tbody tr:first-child"); !strings.Contains(got, "current") {
+			t.Errorf("the newest entry %q is not marked current", got)
+		}
+		b.screenshot("image-history")
+	})
+
+	t.Run("referrers", func(t *testing.T) {
+		pushSubject(t, up.host)
+		rc := newRegctl(ctx, t, up.host, srv.addr)
+		sig, sbom := attach(ctx, t, rc, up.host)
+		// A client asking the mirror for the referrers is what makes it
+		// keep their list.
+		if got := rc.referrers(ctx, t, srv.addr+"/library/app:v1"); len(got) != 2 {
+			t.Fatalf("referrers through the mirror: %v", keys(got))
+		}
+		b.run("the image page lists them",
+			chromedp.Navigate(base+"/ui/image?ref=docker.io/library/app:v1"),
+			waitFor(`document.querySelectorAll("#referrers tbody tr").length === 2`),
+		)
+		got := b.text("#referrers")
+		for _, want := range []string{e2eSigType, e2eSBOMType, sig[:19], sbom[:19]} {
+			if !strings.Contains(got, want) {
+				t.Errorf("referrers %q lack %q", got, want)
+			}
+		}
+		b.screenshot("image")
+	})
+
+	t.Run("gc", func(t *testing.T) {
+		b.run("preview",
+			chromedp.Navigate(base+"/ui/maintenance"),
+			chromedp.WaitVisible(chromedp.ID("gc-preview")),
+			waitFor(`document.getElementById("gc-run") === null`),
+			chromedp.Click(chromedp.ID("gc-preview")),
+			chromedp.WaitVisible(chromedp.ID("gc-run")),
+		)
+		if got := b.text("#gc-report"); !strings.Contains(got, "would free") {
+			t.Errorf("preview %q", got)
+		}
+		b.screenshot("maintenance")
+		b.run("run",
+			chromedp.Click(chromedp.ID("gc-run")),
+			chromedp.WaitVisible(chromedp.ID("gc-done")),
+		)
+		if n := b.count("#gc-run"); n != 0 {
+			t.Errorf("after the run the page still offers to run (%d buttons)", n)
+		}
+	})
+
+	t.Run("verify", func(t *testing.T) {
+		b.run("verify",
+			chromedp.Navigate(base+"/ui/maintenance"),
+			chromedp.WaitVisible(chromedp.ID("verify-start")),
+			chromedp.Click(chromedp.ID("verify-start")),
+			waitFor(`document.getElementById("verify-message").textContent.startsWith("Sound")`),
+		)
+		row := strings.Fields(b.text(`#verify-report tr[data-key="files"]`))
+		if len(row) == 0 || row[len(row)-1] == "0" {
+			t.Errorf("verify report's files row %q, want the files hashed", row)
 		}
 	})
 
