@@ -17,9 +17,9 @@ type Stats struct {
 	At      time.Time `json:"at"`
 	Offline bool      `json:"offline"`
 	// Disk is what GET /admin/df answers: the cache's use against its
-	// bound, by category, and what is pinned (measured at most every
-	// diskRefresh; without pinned and reclaimable until the start-up scan
-	// has counted every blob: Disk.Ready false).
+	// bound, by category, and what is pinned (that figure measured at most
+	// every pinnedRefresh; without pinned and reclaimable until the
+	// start-up scan has counted every blob: Disk.Ready false).
 	Disk DF `json:"disk"`
 	// DiskError says why Disk could not be measured (the last figures are
 	// shown).
@@ -106,19 +106,22 @@ func (s *server) statsJSON(w http.ResponseWriter, _ *http.Request) error {
 	return writeJSON(w, s.Stats())
 }
 
-// diskRefresh is how long disk figures are reused: finding what is
-// pinned walks the image graph, and the overview asks every 2 seconds.
-const diskRefresh = 10 * time.Second
+// pinnedRefresh is how long the pinned figure is reused: finding it is a
+// dry-run pass over the image graph, which waits for eviction passes and
+// holds them up, and it changes only with pins and evictions (the admin
+// API's own changes refresh it at once). The rest of the disk figures are
+// measured on every call.
+const pinnedRefresh = time.Minute
 
-// diskMemo keeps the last disk figures.
+// diskMemo keeps the last pinned figure.
 type diskMemo struct {
-	mu   sync.Mutex
-	last DF
-	err  string
-	at   time.Time
+	mu     sync.Mutex
+	pinned int64
+	err    string
+	at     time.Time
 }
 
-// invalidate makes the next get measure again.
+// invalidate makes the next get measure the pinned figure again.
 func (m *diskMemo) invalidate() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -126,25 +129,24 @@ func (m *diskMemo) invalidate() {
 }
 
 func (m *diskMemo) get(store *cache.Store, now time.Time, log *slog.Logger) (DF, string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if !m.at.IsZero() && now.Sub(m.at) < diskRefresh {
-		return m.last, m.err
-	}
-	m.at = now
 	u := store.Usage()
 	if !u.Ready {
 		// Pins are known once the start-up scan has counted the blobs;
 		// until then the page shows use without them rather than wait.
-		m.last, m.err = DF{Usage: u}, ""
-		return m.last, m.err
+		return DF{Usage: u}, ""
 	}
-	d, err := DiskUsage(store)
-	if err != nil {
-		log.Warn("disk figures", "err", err)
-		m.err = "the disk figures could not be measured: " + err.Error()
-		return m.last, m.err
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.at.IsZero() || now.Sub(m.at) >= pinnedRefresh {
+		m.at = now
+		d, err := DiskUsage(store)
+		if err != nil {
+			log.Warn("disk figures", "err", err)
+			m.err = "what is pinned could not be measured: " + err.Error()
+		} else {
+			m.pinned, m.err = d.Pinned, ""
+		}
 	}
-	m.last, m.err = d, ""
-	return m.last, m.err
+	return DF{Usage: u, Pinned: m.pinned, Reclaimable: max(u.Blobs-m.pinned, 0),
+		PinnedOverBound: u.Bound > 0 && m.pinned > u.Bound}, m.err
 }

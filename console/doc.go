@@ -1,11 +1,17 @@
 // Package console is pullcache's web console, served at /ui/ on the main
 // listener: what the cache holds and saves, upload of saved images,
-// warming, export. Pages are server-rendered html/template with a little
-// plain JavaScript; every asset is embedded, so the console works with no
-// internet access.
+// warming, export, and the cache's maintenance (pins, delete, garbage
+// collection, verify, disk use). Pages are server-rendered html/template
+// with a little plain JavaScript; every asset is embedded, so the console
+// works with no internet access.
 //
-// It holds no data of its own: every figure comes from the admin package,
-// the same code that answers the admin API's JSON, and the pages' scripts
-// read that JSON through /ui/api/, which is the admin API behind the
-// console's login.
+// Every signed-in user sees what the access rules let them pull (an
+// Authenticator that also implements Rules says what that is); only
+// admins change the cache. The console holds no data of its own: every
+// figure comes from the admin package, the same code that answers the
+// admin API's JSON, and the pages' scripts read that JSON through
+// /ui/api/, which is the admin API behind the console's login.
+//
+// It is not a login database nor a policy: the Authenticator checks
+// logins and decides access, the console asks it.
 package console
