@@ -259,6 +259,10 @@ func TestConsoleInABrowser(t *testing.T) {
 		if got := b.text("#upload-message"); !strings.Contains(got, "no repository:tag") {
 			t.Errorf("refusal %q does not say the save has no name", got)
 		}
+		// The phase that failed says so; no bar is left as if still going.
+		if n := b.count("progress.failed"); n != 1 {
+			t.Errorf("%d progress bars marked failed after the refusal, want 1", n)
+		}
 		b.screenshot("upload-needs-name")
 		b.run("retry with a name",
 			chromedp.SendKeys(chromedp.ID("retry-tag"), "team/byid:1"),
@@ -267,6 +271,9 @@ func TestConsoleInABrowser(t *testing.T) {
 		)
 		if got := b.text(".imported-name"); got != "docker.io/team/byid:1" {
 			t.Errorf("imported %q", got)
+		}
+		if n := b.count("progress.failed"); n != 0 {
+			t.Errorf("%d progress bars still marked failed after the import", n)
 		}
 	})
 
