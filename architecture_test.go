@@ -16,7 +16,7 @@ const module = "github.com/pullcache/pullcache"
 // admin → {cache, archive}, and only cmd reads config. stats is a leaf
 // both proxy (which fills it) and admin (which reports it) import, since
 // they may not import each other; auth (logins and access rules) is a leaf
-// proxy and the console use. A package missing here fails the test, so a
+// proxy imports, and cmd adapts to the console's sign-in. A package missing here fails the test, so a
 // new one is a decision, not an accident.
 var allowed = map[string][]string{
 	"cmd/pullcache": {"config", "proxy", "cache", "upstream", "admin", "archive", "stats", "console", "auth"},
