@@ -6,12 +6,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/input"
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 	"github.com/google/go-containerregistry/pkg/registry"
 
@@ -47,6 +50,40 @@ type browser struct {
 	ctx context.Context
 	url string // the mirror's base URL
 	out string // where screenshots go
+
+	mu sync.Mutex
+	// elsewhere are the requests the pages made to anywhere but the
+	// mirror, and the loads the browser blocked (an air-gapped site has
+	// nothing else to fetch from).
+	elsewhere []string
+}
+
+// watch records every request to another origin and every blocked load.
+// It runs on the browser's event loop: it only appends.
+func (b *browser) watch(ev any) {
+	var bad string
+	switch e := ev.(type) {
+	case *network.EventRequestWillBeSent:
+		if u := e.Request.URL; !strings.HasPrefix(u, b.url+"/") && !strings.HasPrefix(u, "data:") && u != "about:blank" {
+			bad = e.Request.Method + " " + u
+		}
+	case *network.EventLoadingFailed:
+		if e.BlockedReason != "" {
+			bad = fmt.Sprintf("blocked (%s): request %s", e.BlockedReason, e.RequestID)
+		}
+	}
+	if bad != "" {
+		b.mu.Lock()
+		b.elsewhere = append(b.elsewhere, bad)
+		b.mu.Unlock()
+	}
+}
+
+// fromElsewhere is what watch recorded.
+func (b *browser) fromElsewhere() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.elsewhere)
 }
 
 func newBrowser(t *testing.T, exe, base string) *browser {
@@ -70,7 +107,11 @@ func newBrowser(t *testing.T, exe, base string) *browser {
 	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
 		t.Fatalf("starting %s: %v", exe, err)
 	}
-	return &browser{t: t, ctx: ctx, url: base, out: t.ArtifactDir()}
+	b := &browser{t: t, ctx: ctx, url: base, out: t.ArtifactDir()}
+	if err := chromedp.Listen(ctx, b.watch); err != nil {
+		t.Fatalf("watching the browser's requests: %v", err)
+	}
+	return b
 }
 
 // run runs actions, failing the test with what if they fail or outlast
@@ -395,4 +436,9 @@ func TestConsoleInABrowser(t *testing.T) {
 		b.screenshot("overview-phone")
 		b.run("wide again", chromedp.EmulateViewport(1280, 900))
 	})
+
+	// Every page above loaded with nothing from anywhere but the mirror.
+	if got := b.fromElsewhere(); len(got) > 0 {
+		t.Errorf("the pages asked for %d things from elsewhere or had loads blocked: %v", len(got), got)
+	}
 }
