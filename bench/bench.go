@@ -28,6 +28,8 @@ type config struct {
 	herdSize     int64         // row 7 layer
 	herdClients  []int         // row 7 herd sizes
 	herdMBps     float64       // upstream link rate in row 7, MB/s
+	churnImages  int           // row 8: images pulled cold, one after another
+	churnSize    int64         // row 8: the layer of each of them
 	only         []int         // rows to run (1-8); empty runs all
 }
 
@@ -46,6 +48,8 @@ func fullConfig() config {
 		herdSize:    100 * mib,
 		herdClients: []int{1, 8, 32, 128},
 		herdMBps:    25,
+		churnImages: 48,
+		churnSize:   4 * mib,
 	}
 }
 
@@ -63,6 +67,8 @@ func quickConfig() config {
 		herdSize:    8 * mib,
 		herdClients: []int{1, 4},
 		herdMBps:    25,
+		churnImages: 12,
+		churnSize:   mib / 2,
 	}
 }
 
@@ -70,6 +76,7 @@ func quickConfig() config {
 type images struct {
 	big, multi, huge, herd *image
 	small                  []*image
+	churn                  []*image // row 8
 }
 
 // bench holds the state of one run: the servers, the images and the report.
@@ -195,6 +202,9 @@ func (b *bench) makeImages(blobDir string) error {
 		{"library/small2", []int64{b.cfg.smallSize + 8192, b.cfg.smallSize + 12288}},
 		{"library/small3", []int64{b.cfg.smallSize + 16384, b.cfg.smallSize + 20480}},
 	}
+	for i := range b.cfg.churnImages {
+		specs = append(specs, imageSpec{fmt.Sprintf("library/churn%02d", i), []int64{b.cfg.churnSize}})
+	}
 	built := make([]*image, len(specs))
 	for i, s := range specs {
 		im, err := buildImage(blobDir, s)
@@ -203,14 +213,14 @@ func (b *bench) makeImages(blobDir string) error {
 		}
 		built[i] = im
 	}
-	b.im = images{big: built[0], multi: built[1], huge: built[2], herd: built[3], small: built[4:]}
+	b.im = images{big: built[0], multi: built[1], huge: built[2], herd: built[3], small: built[4:7], churn: built[7:]}
 	b.logf("generated %d images in %s", len(built), time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
 // all returns every image.
 func (im images) all() []*image {
-	return append([]*image{im.big, im.multi, im.huge, im.herd}, im.small...)
+	return append(append([]*image{im.big, im.multi, im.huge, im.herd}, im.small...), im.churn...)
 }
 
 // startUpstream starts the upstream registry, pushes the images to it and
