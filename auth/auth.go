@@ -36,6 +36,11 @@ type Identity struct {
 	// Via says how the identity was established: "anonymous", "basic",
 	// "token", "admin-token" or "trusted".
 	Via string
+	// Credential stands for the user's htpasswd entry as it was read
+	// (a digest of the hash, never the hash): a login kept elsewhere (a
+	// console session) compares it with User's to end when the password
+	// changes. Empty for identities without an entry.
+	Credential string
 	// scopes are what a token was issued for; nil unless Via is "token".
 	scopes []Scope
 }
@@ -224,9 +229,9 @@ func (a *Authenticator) Login(client, user, password string) (Identity, *Denial)
 func (a *Authenticator) Limiter() *LoginLimiter { return a.limiter }
 
 // User is the identity of user as the user and group files say now (its
-// groups reread), for a login kept elsewhere (a console session); false
-// when the user is no longer in the htpasswd file, which ends such a
-// login as it ends the user's tokens.
+// groups reread, its Credential that of its entry now), for a login kept
+// elsewhere (a console session); false when the user is no longer in the
+// htpasswd file, which ends such a login as it ends the user's tokens.
 func (a *Authenticator) User(user string) (Identity, bool) {
 	if user == "" || !a.users.exists(user) {
 		return Identity{}, false
@@ -235,7 +240,8 @@ func (a *Authenticator) User(user string) (Identity, bool) {
 }
 
 func (a *Authenticator) identity(user, via string) Identity {
-	return Identity{User: user, Groups: a.users.groupsOf(user), Admin: slices.Contains(a.opts.Admins, user), Via: via}
+	return Identity{User: user, Groups: a.users.groupsOf(user), Admin: slices.Contains(a.opts.Admins, user), Via: via,
+		Credential: a.users.credential(user)}
 }
 
 func unauthorized(reason, bearerError string) *Denial {

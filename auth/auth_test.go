@@ -673,3 +673,41 @@ func TestUserReadsTheFilesNow(t *testing.T) {
 		t.Error("the empty user is known")
 	}
 }
+
+func TestAChangedPasswordChangesTheCredential(t *testing.T) {
+	f := newFixture(t, nil)
+	bob, d := f.a.Login("192.0.2.1", "bob", "bob-pw")
+	if d != nil || bob.Credential == "" {
+		t.Fatalf("bob's login: %+v %v", bob, d)
+	}
+	if now, ok := f.a.User("bob"); !ok || now.Credential != bob.Credential {
+		t.Fatalf("bob unchanged: %+v %v, want credential %q", now, ok, bob.Credential)
+	}
+	alice, _ := f.a.User("alice")
+	if alice.Credential == bob.Credential {
+		t.Error("two users' entries have one credential")
+	}
+	// Another user's password changes: bob's login stands.
+	b, err := os.ReadFile(f.passwd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept []string
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if !strings.HasPrefix(line, "alice:") {
+			kept = append(kept, line)
+		}
+	}
+	writeFile(t, f.passwd, strings.Join(append(kept, htpasswdLine(t, "alice", "alice-new")), "\n")+"\n")
+	f.clock.advance(2 * time.Second) // past CheckInterval
+	if now, ok := f.a.User("bob"); !ok || now.Credential != bob.Credential {
+		t.Errorf("alice's change moved bob's credential: %+v %v", now, ok)
+	}
+	// Bob's own password changes, to the same password even (a new salt):
+	// what a login proved no longer stands.
+	writeFile(t, f.passwd, htpasswdLine(t, "bob", "bob-pw")+"\n"+htpasswdLine(t, "alice", "alice-new")+"\n")
+	f.clock.advance(2 * time.Second)
+	if now, ok := f.a.User("bob"); !ok || now.Credential == bob.Credential {
+		t.Errorf("after bob's entry changed: %+v %v, want a new credential", now, ok)
+	}
+}

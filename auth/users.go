@@ -5,10 +5,12 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,7 +27,9 @@ const maxUserFile = 16 << 20
 type table struct {
 	users  *htpasswd.File
 	groups *htpasswd.HTGroup // nil without a group file
-	gen    uint64
+	// creds are a digest of each user's entry (see entryDigests).
+	creds map[string]string
+	gen   uint64
 }
 
 // users are the htpasswd and group files, reread when they change.
@@ -116,6 +120,7 @@ func (u *users) reload() error {
 	if next.users, err = parseHtpasswd(b, func(error) { ignored++ }); err != nil {
 		return fmt.Errorf("htpasswd file %s: %w", u.opts.HtpasswdFile, err)
 	}
+	next.creds = entryDigests(b)
 	if u.opts.GroupFile != "" {
 		b, fi, err := readBounded(u.opts.GroupFile)
 		if err != nil {
@@ -183,6 +188,30 @@ func (u *users) verify(user, password string) bool {
 	}
 	u.verified.Add(key, t.gen)
 	return true
+}
+
+// entryDigests digests each user's hash, the last entry of a user winning
+// as in the parser: what a session remembers to notice a changed
+// password, without keeping the hash itself.
+func entryDigests(b []byte) map[string]string {
+	creds := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		user, hash, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok || user == "" || strings.HasPrefix(user, "#") {
+			continue
+		}
+		sum := sha256.Sum256([]byte(hash))
+		creds[user] = hex.EncodeToString(sum[:16])
+	}
+	return creds
+}
+
+// credential is the digest of user's entry now; empty when it has none.
+func (u *users) credential(user string) string {
+	if t := u.cur.Load(); t != nil {
+		return t.creds[user]
+	}
+	return ""
 }
 
 // exists reports whether user is (still) in the htpasswd file.

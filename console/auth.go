@@ -25,6 +25,10 @@ type Identity struct {
 	// garbage, verify) and sees everything it holds; other identities see
 	// what the access rules let them pull, and change nothing.
 	Admin bool
+	// Credential stands for the password the login proved, as the
+	// authenticator reads it: when it no longer matches, the password
+	// changed and the session ends (Rules.Access says so).
+	Credential string
 }
 
 // Authenticator checks what the login form sent: the seam where the
@@ -51,8 +55,8 @@ type LoginForm struct {
 type Rules interface {
 	// Access returns what id may pull now (asked on every request, so
 	// that a changed rule or group applies at once), or false when its
-	// login no longer stands (the user was removed), which ends the
-	// session.
+	// login no longer stands (the user was removed, or their password
+	// changed), which ends the session.
 	Access(id Identity) (MayPull, bool)
 }
 

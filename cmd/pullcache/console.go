@@ -126,7 +126,7 @@ func (c consoleLogins) Authenticate(r *http.Request, user, secret string) (conso
 	if d != nil {
 		return console.Identity{}, consoleDenial(d)
 	}
-	return console.Identity{Name: id.User, User: id.User, Admin: id.Admin}, nil
+	return console.Identity{Name: id.User, User: id.User, Admin: id.Admin, Credential: id.Credential}, nil
 }
 
 func consoleDenial(d *auth.Denial) error {
@@ -151,7 +151,7 @@ func (c consoleLogins) Access(id console.Identity) (console.MayPull, bool) {
 		return nil, false
 	}
 	u, ok := c.authn.User(id.User)
-	if !ok {
+	if !ok || u.Credential != id.Credential {
 		return nil, false
 	}
 	return func(registry, repository string) bool {

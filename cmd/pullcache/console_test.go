@@ -155,6 +155,34 @@ func TestConsoleLoginsAdmitEveryUser(t *testing.T) {
 	}
 }
 
+// TestAConsoleLoginEndsWithItsPassword: a session's login stands while
+// the user's htpasswd entry is the one it proved (auth's
+// TestAChangedPasswordChangesTheCredential shows an edited entry changes
+// the credential).
+func TestAConsoleLoginEndsWithItsPassword(t *testing.T) {
+	cfg := consoleConfig(t)
+	authn, err := newAuth(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newConsoleLogins(cfg, authn)
+	bob, err := c.Authenticate(httptest.NewRequest(http.MethodPost, "/ui/login", nil), "bob", "bob-pw")
+	if err != nil || bob.Credential == "" {
+		t.Fatalf("bob's login: %+v %v", bob, err)
+	}
+	if _, ok := c.Access(bob); !ok {
+		t.Error("bob's login does not stand")
+	}
+	stale := bob
+	stale.Credential = "an-earlier-entry"
+	if _, ok := c.Access(stale); ok {
+		t.Error("a login proved with another password still stands")
+	}
+	if _, ok := c.Access(console.Identity{Name: "admin", Admin: true}); !ok {
+		t.Error("the admin token's login does not stand")
+	}
+}
+
 // TestConsoleLoginsRateLimitedPerAddress: failed sign-ins count per
 // client address, in the same budget as the registry's Basic logins; an
 // address over it is refused with 429, another address is not.
