@@ -30,7 +30,8 @@ type Config struct {
 	// Data is the directory holding blobs and the index. Default "./pullcache-data".
 	Data string `yaml:"data"`
 	// TagTTL is how long a tag resolution is trusted before it is revalidated
-	// upstream with one HEAD. Default 5m.
+	// upstream with one HEAD; tag and referrers lists are kept as long.
+	// 0 revalidates on every request. Default 5m.
 	TagTTL Duration `yaml:"tag_ttl"`
 	// NegativeTTL is how long an upstream 404 for a manifest, blob or tag
 	// list is remembered per registry and repository, so that a herd of

@@ -26,7 +26,7 @@ type setting struct {
 var settings = []setting{
 	{"listen", "PULLCACHE_LISTEN", "address to listen on (default :5000)", func(c *Config, v string) error { c.Listen = v; return nil }, false},
 	{"data", "PULLCACHE_DATA", "data directory (default ./pullcache-data)", func(c *Config, v string) error { c.Data = v; return nil }, false},
-	{"tag-ttl", "PULLCACHE_TAG_TTL", "how long a tag is trusted before one upstream HEAD revalidates it (default 5m)", func(c *Config, v string) error {
+	{"tag-ttl", "PULLCACHE_TAG_TTL", "how long a tag is trusted before one upstream HEAD revalidates it; 0 revalidates every request (default 5m)", func(c *Config, v string) error {
 		return c.TagTTL.UnmarshalText([]byte(v))
 	}, false},
 	{"negative-ttl", "PULLCACHE_NEGATIVE_TTL", "how long an upstream 404 is remembered; 0 disables (default 30s)", func(c *Config, v string) error {

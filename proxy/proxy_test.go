@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/pullcache/pullcache/cache"
@@ -490,3 +491,53 @@ func TestOfflineServesCacheAndNeverCallsUpstream(t *testing.T) {
 }
 
 func digestHex(b []byte) string { return fmt.Sprintf("%x", sha256.Sum256(b)) }
+
+func withTagTTL(d time.Duration) envOption {
+	return func(o *Options, _ *cache.Options) { o.TagTTL = d }
+}
+
+// TestTagTTLZeroAsksEveryTime: with a TTL of 0 nothing by tag is trusted,
+// so a change upstream shows in the very next answer, the clock standing
+// still (as a registry's own clients and the OCI conformance suite expect
+// after a push).
+func TestTagTTLZeroAsksEveryTime(t *testing.T) {
+	tests := []struct {
+		name   string
+		path   func(subject v1.Hash) string
+		change func(t *testing.T, up *fakeUpstream, img v1.Image)
+		asks   string
+	}{
+		{"manifest by tag", func(v1.Hash) string { return "/v2/library/app/manifests/v1" },
+			func(t *testing.T, up *fakeUpstream, _ v1.Image) { up.push("library/app:v1", randomImage(t, 256, 1)) },
+			"HEAD manifests"},
+		{"tag list", func(v1.Hash) string { return "/v2/library/app/tags/list" },
+			func(t *testing.T, up *fakeUpstream, img v1.Image) { up.push("library/app:v2", img) },
+			"GET tags"},
+		{"referrers", func(s v1.Hash) string { return "/v2/library/app/referrers/" + s.String() },
+			func(t *testing.T, up *fakeUpstream, img v1.Image) {
+				up.push("library/app:sig", artifact(t, img, sigType))
+			},
+			"GET referrers"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			up := newFakeUpstream(t, registry.WithReferrersSupport(true))
+			img := randomImage(t, 256, 1)
+			subject := up.push("library/app:v1", img)
+			e := newEnv(t, up, withPrefetch(false), withTagTTL(0))
+			first := e.get(tc.path(subject), "Accept", acceptAll)
+			if first.status != 200 {
+				t.Fatalf("first: %d %s", first.status, first.body)
+			}
+			asked := up.calls(tc.asks)
+			tc.change(t, up, img)
+			second := e.get(tc.path(subject), "Accept", acceptAll)
+			if string(second.body) == string(first.body) {
+				t.Errorf("the answer after the change is the cached one: %s", second.body)
+			}
+			if n := up.calls(tc.asks) - asked; n != 1 {
+				t.Errorf("upstream %q after the change = %d, want 1", tc.asks, n)
+			}
+		})
+	}
+}

@@ -55,7 +55,9 @@ type Options struct {
 	Allow func(registry string) (Upstream, bool)
 	// DefaultRegistry serves requests that name none. Default docker.io.
 	DefaultRegistry string
-	// TagTTL is how long a tag is served without asking upstream. Default 5m.
+	// TagTTL is how long a tag (and a tag or referrers list) is served
+	// without asking upstream. Default 0: every request asks (pullcache
+	// serve passes 5m).
 	TagTTL time.Duration
 	// Prefetch starts fetching a manifest's blobs when it comes from upstream.
 	Prefetch bool
@@ -126,9 +128,6 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.DefaultRegistry == "" {
 		opts.DefaultRegistry = dockerHub
-	}
-	if opts.TagTTL == 0 {
-		opts.TagTTL = 5 * time.Minute
 	}
 	if opts.PrefetchConcurrency <= 0 {
 		opts.PrefetchConcurrency = 4
