@@ -3,6 +3,8 @@ package proxy
 import (
 	"bytes"
 	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"strings"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/pullcache/pullcache/cache"
 )
@@ -537,6 +540,85 @@ func TestTagTTLZeroAsksEveryTime(t *testing.T) {
 			}
 			if n := up.calls(tc.asks) - asked; n != 1 {
 				t.Errorf("upstream %q after the change = %d, want 1", tc.asks, n)
+			}
+		})
+	}
+}
+
+// pushSHA512 pushes img to repo, then its manifest again under its sha512
+// digest, and returns that digest.
+func (u *fakeUpstream) pushSHA512(repo string, img v1.Image) v1.Hash {
+	u.t.Helper()
+	u.push(repo+":v1", img)
+	b, err := img.RawManifest()
+	if err != nil {
+		u.t.Fatal(err)
+	}
+	sum := sha512.Sum512(b)
+	d := v1.Hash{Algorithm: "sha512", Hex: hex.EncodeToString(sum[:])}
+	mt, err := img.MediaType()
+	if err != nil {
+		u.t.Fatal(err)
+	}
+	req, err := http.NewRequest(http.MethodPut, u.srv.URL+"/v2/"+repo+"/manifests/"+d.String(), bytes.NewReader(b))
+	if err != nil {
+		u.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", string(mt))
+	resp, err := (&http.Client{Transport: u.setup}).Do(req)
+	if err != nil {
+		u.t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		u.t.Fatalf("push %s@%s: %d", repo, d, resp.StatusCode)
+	}
+	return d
+}
+
+// TestManifestBySHA512Digest: a manifest asked for by a sha512 digest is
+// checked against that digest, kept under it and served with it (the
+// conformance suite's sha512 content), never cached under its sha256 only.
+func TestManifestBySHA512Digest(t *testing.T) {
+	tests := []struct {
+		name string
+		// lie makes the upstream answer other bytes for the digest.
+		lie    bool
+		status int
+		again  string // X-Pullcache of a second request
+	}{
+		{"verified and kept", false, http.StatusOK, "hit"},
+		{"bytes that do not hash to it", true, http.StatusBadGateway, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			up := newFakeUpstream(t)
+			d := up.pushSHA512("library/app", randomImage(t, 256, 1))
+			if tc.lie {
+				other, err := randomImage(t, 256, 1).RawManifest()
+				if err != nil {
+					t.Fatal(err)
+				}
+				up.setFault(func(w http.ResponseWriter, r *http.Request) bool {
+					w.Header().Set("Content-Type", string(types.DockerManifestSchema2))
+					w.Write(other)
+					return true
+				})
+			}
+			e := newEnv(t, up, withPrefetch(false))
+			path := "/v2/library/app/manifests/" + d.String()
+			r := e.get(path, "Accept", acceptAll)
+			if r.status != tc.status {
+				t.Fatalf("status %d, want %d: %s", r.status, tc.status, r.body)
+			}
+			if tc.status != http.StatusOK {
+				return
+			}
+			if got := r.header.Get("Docker-Content-Digest"); got != d.String() {
+				t.Errorf("Docker-Content-Digest = %s, want %s", got, d)
+			}
+			if got := e.get(path, "Accept", acceptAll).header.Get("X-Pullcache"); got != tc.again {
+				t.Errorf("again: X-Pullcache %q, want %q", got, tc.again)
 			}
 		})
 	}

@@ -36,8 +36,9 @@ func acceptHeader(accept []string) http.Header {
 }
 
 // GetManifest fetches a manifest by tag or digest, accepting the given media
-// types. Its digest is computed from the bytes; it must match ref when ref
-// is a digest, and the registry's Docker-Content-Digest when it sends one.
+// types. Its digest is computed from the bytes (see manifestDigest): it
+// must be ref when ref is a digest, and match the registry's
+// Docker-Content-Digest when it sends one for a tag.
 func (r *Registry) GetManifest(ctx context.Context, repo, ref string, accept []string) (*Manifest, error) {
 	resp, err := r.do(ctx, http.MethodGet, repo, apiPath(repo, "manifests", ref), acceptHeader(accept), http.StatusOK)
 	if err != nil {
@@ -54,28 +55,38 @@ func (r *Registry) GetManifest(ctx context.Context, repo, ref string, accept []s
 	if len(b) > maxManifestSize {
 		return nil, r.wrap("GET manifest", repo, "", fmt.Errorf("%w: manifest exceeds %d bytes", errInvalid, maxManifestSize))
 	}
-	sum := sha256.Sum256(b)
-	h := v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}
-	if err := checkManifestDigest(h, ref, resp.Header.Get("Docker-Content-Digest")); err != nil {
+	h, err := manifestDigest(b, ref, resp.Header.Get("Docker-Content-Digest"))
+	if err != nil {
 		return nil, r.wrap("GET manifest", repo, "", err)
 	}
 	return &Manifest{Bytes: b, MediaType: mediaType(resp.Header.Get("Content-Type")), Digest: h}, nil
 }
 
-func checkManifestDigest(got v1.Hash, ref, header string) error {
+// manifestDigest is the digest manifest bytes b are known by. Fetched by
+// digest, b must hash to it with its own algorithm (sha512 included), and
+// that digest is the one kept and served: distribution-spec "Content
+// Digests" has the client verify against the digest it asked for, and a
+// registry's Docker-Content-Digest is often sha256 whatever was asked.
+// Fetched by tag, it is b's sha256, which must match the registry's
+// Docker-Content-Digest when that is a sha256 one.
+func manifestDigest(b []byte, ref, header string) (v1.Hash, error) {
 	if want, err := v1.NewHash(ref); err == nil {
-		if want.Algorithm != "sha256" {
-			return nil // hashed differently; the sha256 digest cannot be compared
+		hasher, err := v1.Hasher(want.Algorithm)
+		if err != nil {
+			return v1.Hash{}, fmt.Errorf("%w: manifest %s: %v", errInvalid, want, err)
 		}
-		if want != got {
-			return fmt.Errorf("%w: manifest bytes hash to %s, not %s", errInvalid, got, want)
+		hasher.Write(b)
+		if got := hex.EncodeToString(hasher.Sum(nil)); got != want.Hex {
+			return v1.Hash{}, fmt.Errorf("%w: manifest bytes hash to %s:%s, not %s", errInvalid, want.Algorithm, got, want)
 		}
-		return nil
+		return want, nil
 	}
+	sum := sha256.Sum256(b)
+	got := v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}
 	if hd, err := v1.NewHash(header); err == nil && hd.Algorithm == "sha256" && hd != got {
-		return fmt.Errorf("%w: manifest bytes hash to %s, registry said %s", errInvalid, got, hd)
+		return v1.Hash{}, fmt.Errorf("%w: manifest bytes hash to %s, registry said %s", errInvalid, got, hd)
 	}
-	return nil
+	return got, nil
 }
 
 func mediaType(contentType string) string {

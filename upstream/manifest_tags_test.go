@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -17,6 +18,11 @@ import (
 func sha256Of(b []byte) string {
 	sum := sha256.Sum256(b)
 	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+func sha512Of(b []byte) string {
+	sum := sha512.Sum512(b)
+	return "sha512:" + hex.EncodeToString(sum[:])
 }
 
 func TestGetManifestChecksBytes(t *testing.T) {
@@ -34,6 +40,8 @@ func TestGetManifestChecksBytes(t *testing.T) {
 		// chunked sends no Content-Length, so only reading finds the size.
 		chunked bool
 		wantErr bool // an Invalid error
+		// digest is the Digest wanted; "" for the served bytes' sha256.
+		digest string
 	}{
 		{name: "tag, header agrees", ref: "v1", served: body, digestHeader: sha256Of(body)},
 		{name: "tag, no header", ref: "v1", served: body},
@@ -43,6 +51,10 @@ func TestGetManifestChecksBytes(t *testing.T) {
 		// The requested digest is what the bytes must hash to; a header
 		// that lies about it does not matter.
 		{name: "digest agrees, header lies", ref: sha256Of(body), served: body, digestHeader: sha256Of(other)},
+		// Asked by a sha512 digest, the bytes are hashed with sha512 and
+		// known by that digest; registries send a sha256 header.
+		{name: "sha512 digest agrees", ref: sha512Of(body), served: body, digestHeader: sha256Of(body), digest: sha512Of(body)},
+		{name: "sha512 digest disagrees with the bytes", ref: sha512Of(other), served: body, digestHeader: sha256Of(body), wantErr: true},
 		{name: "exactly 4 MiB", ref: "v1", served: exact},
 		{name: "over 4 MiB with Content-Length", ref: "v1", served: big, wantErr: true},
 		{name: "over 4 MiB chunked", ref: "v1", served: big, chunked: true, wantErr: true},
@@ -75,8 +87,12 @@ func TestGetManifestChecksBytes(t *testing.T) {
 			if !bytes.Equal(m.Bytes, tc.served) {
 				t.Errorf("GetManifest returned %d bytes, want the %d served", len(m.Bytes), len(tc.served))
 			}
-			if got := m.Digest.String(); got != sha256Of(tc.served) {
-				t.Errorf("Digest = %s, want %s", got, sha256Of(tc.served))
+			want := tc.digest
+			if want == "" {
+				want = sha256Of(tc.served)
+			}
+			if got := m.Digest.String(); got != want {
+				t.Errorf("Digest = %s, want %s", got, want)
 			}
 			if m.MediaType != "application/vnd.oci.image.manifest.v1+json" {
 				t.Errorf("MediaType = %q, want the Content-Type without parameters", m.MediaType)
