@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the registry clients the end-to-end tests drive (skopeo, podman,
 # containerd/ctr, crun, crane, regctl, staticcheck), the reference registry
-# (an upstream of the referrers tests) and the headless Chromium the console's
+# (an upstream of the referrers and conformance tests), the OCI
+# distribution-spec conformance suite and the headless Chromium the console's
 # browser tests drive, when they are missing, and downloads the module's Go
 # modules into the module cache. With --bench it also installs what bench/
 # compares against (nginx, wrk, hyperfine). Idempotent: prints one line per
@@ -105,6 +106,9 @@ go_install crane github.com/google/go-containerregistry/cmd/crane@v0.22.1
 go_install regctl github.com/regclient/regclient/cmd/regctl@v0.11.7
 go_install staticcheck honnef.co/go/tools/cmd/staticcheck@v0.8.2
 go_install registry github.com/distribution/distribution/v3/cmd/registry@v3.1.2
+# The OCI distribution-spec conformance suite, which the pull conformance
+# test runs through the mirror.
+go_install conformance github.com/opencontainers/distribution-spec/conformance@v0.0.0-20260831232431-97274622c111
 
 # The container-image test builds the Dockerfile with this machine's module
 # cache served as its Go module proxy (the build cannot reach the internet):
