@@ -28,13 +28,11 @@ const conformanceSuite = "conformance"
 // fetched), and so is the content the reference registry itself cannot hold
 // (sha512 content, a manifest whose layers were never pushed, and subjects,
 // for it has no referrers API): with them the suite fails against the
-// registry alone. The suite skips, saying so, where it is not installed.
+// registry alone.
 func TestOCIConformancePull(t *testing.T) {
 	requireE2E(t)
-	suite, err := exec.LookPath(conformanceSuite)
-	if err != nil {
-		t.Skipf("the OCI conformance suite is not installed (./scripts/install-test-deps.sh installs it): %v", err)
-	}
+	requireTools(t, conformanceSuite, "registry")
+	suite, _ := exec.LookPath(conformanceSuite)
 	upstream := startReferenceRegistry(t)
 	srv := startPullcache(t, t.TempDir(), map[string]string{"docker.io": "http://" + upstream},
 		"--tag-ttl", "0", "--negative-ttl", "0")

@@ -10,6 +10,5 @@
 // With it, a missing client is a failure: ./scripts/install-test-deps.sh
 // installs them. The Docker Engine is the exception: the machine has it or
 // not, and the Docker tests skip, saying so, without it (or without root).
-// So does the OCI conformance test without the suite's binary.
 // The package has no non-test code and nothing imports it.
 package e2e
