@@ -2,6 +2,7 @@ package cache
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -101,12 +102,17 @@ func (s *Store) ImportImage(repo Repo, tags []string, manifests []*Manifest, at 
 				return err
 			}
 		}
+		moved := map[v1.Hash]bool{}
 		for _, tag := range tags {
+			var old Tag
+			if readJSON(txn, tagKey(repo, tag), &old) == nil && old.Digest != manifests[0].Digest {
+				moved[old.Digest] = true
+			}
 			if err := s.setTag(txn, repo, tag, Tag{Digest: manifests[0].Digest, Confirmed: at}); err != nil {
 				return err
 			}
 		}
-		return nil
+		return unpinUntagged(txn, moved)
 	})
 	if err != nil {
 		return fmt.Errorf("import %s: %w", repo, err)
@@ -116,6 +122,33 @@ func (s *Store) ImportImage(repo Repo, tags []string, manifests []*Manifest, at 
 	}
 	// No access time: importing is not pulling (an unpinned image nobody
 	// pulled is the first to go).
+	return nil
+}
+
+// unpinUntagged drops the import's pin of each image an import moved a
+// tag away from, once no tag names it: the pin kept what was uploaded
+// under that name, and a tag imported again and again (app:latest from a
+// nightly build) must not pin every build it ever named. The image then
+// goes by least recent use like a pulled one; its digest stays in the
+// tag's history, pullable until evicted. Pins by name or pattern (Pin)
+// are patterns, not these keys, and stay.
+func unpinUntagged(txn *badger.Txn, moved map[v1.Hash]bool) error {
+	if len(moved) == 0 {
+		return nil
+	}
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("t:"), PrefetchValues: true, PrefetchSize: 100})
+	for it.Rewind(); it.Valid() && len(moved) > 0; it.Next() {
+		var t Tag
+		if it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &t) }) == nil {
+			delete(moved, t.Digest)
+		}
+	}
+	it.Close()
+	for h := range moved {
+		if err := txn.Delete(pinKey(h)); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
