@@ -1,13 +1,16 @@
 package admin_test
 
 import (
+	"archive/tar"
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -346,5 +349,56 @@ func TestExportEndpointAnswersJSONForAnUnknownImage(t *testing.T) {
 	}
 	if code, _ := apiErr(t, resp); code != "MANIFEST_UNKNOWN" {
 		t.Errorf("code %s", code)
+	}
+}
+
+// TestExportCarriesADockerLoadManifest: the bundle's manifest.json lists
+// each exported image docker load can read, over the layout's own blobs
+// (TestDockerSaveImportServeOffline loads one into a real engine).
+func TestExportCarriesADockerLoadManifest(t *testing.T) {
+	s := openStore(t)
+	for _, name := range []string{"old:1", "ghcr.io/org/other:2"} {
+		legacy := archivetest.Tar(t, archivetest.LegacySave(archivetest.TwoLayerImage(t, name))...)
+		if _, err := importBytes(t, s, legacy, archive.Options{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bundle, _ := exportBytes(t, s, admin.ExportOptions{All: true})
+	files := map[string][]byte{}
+	tr := tar.NewReader(bytes.NewReader(bundle))
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(tr)
+		files[hdr.Name] = b
+	}
+	var entries []struct {
+		Config   string
+		RepoTags []string
+		Layers   []string
+	}
+	if err := json.Unmarshal(files["manifest.json"], &entries); err != nil {
+		t.Fatalf("manifest.json: %v\n%s", err, files["manifest.json"])
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.RepoTags...)
+		if len(e.Layers) != 2 {
+			t.Errorf("%v: %d layers, want 2", e.RepoTags, len(e.Layers))
+		}
+		for _, p := range append([]string{e.Config}, e.Layers...) {
+			if _, ok := files[p]; !ok {
+				t.Errorf("%v: %s is not in the bundle", e.RepoTags, p)
+			}
+		}
+	}
+	slices.Sort(names)
+	if want := []string{"docker.io/library/old:1", "ghcr.io/org/other:2"}; !slices.Equal(names, want) {
+		t.Errorf("manifest.json names %v, want %v", names, want)
 	}
 }

@@ -34,6 +34,8 @@ type bundle struct {
 	referrers map[v1.Hash]bool
 	// history is the tag history of the images, by name.
 	history map[string][]cache.HistoryEntry
+	// saves are manifest.json's entries (see addSaveEntry).
+	saves []saveEntry
 }
 
 func newBundle() *bundle {
@@ -67,7 +69,8 @@ type ExportResult struct {
 // oci-layout file, index.json with one entry per image (annotated with its
 // full name, which `pullcache import` reads and skopeo's
 // oci-archive:FILE:NAME selects) and blobs/sha256/ with the exact manifest
-// bytes, configs and layers. Every image is resolved before the first byte
+// bytes, configs and layers; and, as Docker 25+ saves do, docker save's
+// manifest.json over the same blobs, so that `docker load` reads it too. Every image is resolved before the first byte
 // is written; an image named explicitly that is not completely cached is an
 // error, and with All it is skipped and reported.
 func Export(store *cache.Store, opts ExportOptions, w io.Writer) (ExportResult, error) {
@@ -151,6 +154,7 @@ func (b *bundle) addImage(store *cache.Store, n archive.Name, p *v1.Platform) ([
 		MediaType: types.MediaType(m.MediaType), Size: int64(len(m.Bytes)), Digest: m.Digest,
 		Annotations: map[string]string{"org.opencontainers.image.ref.name": ref, "io.containerd.image.name": ref},
 	})
+	b.addSaveEntry(store, ref, m)
 	subjects := []v1.Hash{m.Digest}
 	if m.IsIndex() {
 		subjects = append(subjects, refDigests(m)...)
@@ -218,6 +222,15 @@ func (b *bundle) write(store *cache.Store, w io.Writer) error {
 	if err := writeEntry(tw, "index.json", index); err != nil {
 		return err
 	}
+	save, err := b.saveManifest()
+	if err != nil {
+		return err
+	}
+	if save != nil {
+		if err := writeEntry(tw, "manifest.json", save); err != nil {
+			return err
+		}
+	}
 	if len(b.history) > 0 {
 		hist, err := json.Marshal(b.history)
 		if err != nil {
@@ -250,7 +263,7 @@ func writeBlob(tw *tar.Writer, store *cache.Store, h v1.Hash) error {
 		return fmt.Errorf("blob %s: %w", h, err)
 	}
 	defer f.Close()
-	hdr := &tar.Header{Name: "blobs/" + h.Algorithm + "/" + h.Hex, Mode: 0o644, Size: size, ModTime: exportEpoch, Typeflag: tar.TypeReg}
+	hdr := &tar.Header{Name: blobPath(h), Mode: 0o644, Size: size, ModTime: exportEpoch, Typeflag: tar.TypeReg}
 	if err := tw.WriteHeader(hdr); err != nil {
 		return err
 	}

@@ -217,21 +217,28 @@ func TestDockerSaveImportServeOffline(t *testing.T) {
 	}
 
 	t.Run("into an engine without a registry", func(t *testing.T) {
-		// docker load reads docker save's layout; pullcache export writes an
-		// OCI layout, which this daemon does not read.
+		// pullcache export writes an OCI layout with docker save's
+		// manifest.json beside it: docker load reads it, no mirror needed.
 		bundle := filepath.Join(work, "bundle.tar")
-		pullcacheCmd(ctx, t, "export", "--data", fresh, "-o", bundle, "docker.io/library/dockerhello:v2")
+		pullcacheCmd(ctx, t, "export", "--data", fresh, "-o", bundle, "docker.io/library/dockerhello:v2", "docker.io/library/dockerhello:v1")
 		d.removeAllImages(ctx, t)
-		if _, combined, err := d.dockerErr(ctx, t, "load", "-i", bundle); err == nil {
-			t.Errorf("docker load read pullcache export's OCI layout; the README says it does not:\n%s", combined)
-		} else {
-			t.Logf("docker load of an export: %v\n%s", err, combined)
+		out := d.docker(ctx, t, "load", "-i", bundle)
+		for image, r := range map[string]*runnable{"dockerhello:v1": imgs.v1, "dockerhello:v2": imgs.v2} {
+			if !strings.Contains(out, image) {
+				t.Errorf("docker load does not say it loaded %s:\n%s", image, out)
+			}
+			d.checkRuns(ctx, t, image, r)
 		}
-		// The way in: pull from the mirror by its address, no daemon.json
-		// needed (loopback registries are insecure by default), then tag.
-		direct := offline.addr + "/library/dockerhello:v2"
-		d.docker(ctx, t, "pull", direct)
-		d.docker(ctx, t, "tag", direct, "dockerhello:v2")
-		d.checkRuns(ctx, t, "dockerhello:v2", imgs.v2)
+		listed := d.docker(ctx, t, "images", "--no-trunc", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}")
+		for image, id := range ids {
+			if !strings.Contains(listed, image+" "+id) {
+				t.Errorf("after docker load, docker images does not show %s with ID %s:\n%s", image, id, listed)
+			}
+		}
+		// The bundle still imports as it did.
+		again := shortTempDir(t)
+		if out := pullcacheCmd(ctx, t, "import", "--data", again, bundle); !strings.Contains(out, "docker.io/library/dockerhello:v1") {
+			t.Errorf("pullcache import of the bundle:\n%s", out)
+		}
 	})
 }
