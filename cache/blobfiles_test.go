@@ -154,3 +154,24 @@ func TestIdleDescriptorsPerBlobAreBounded(t *testing.T) {
 		t.Errorf("%d of %d descriptors closed on return, want 2 (idlePerBlob = %d kept)", closed, len(files), idlePerBlob)
 	}
 }
+
+// TestAFillFoundCommittedAndThenRemovedIsNotFound: StartFill finds a
+// committed blob and opens it only for its first reader; a removal in
+// between makes that reader's open ErrNotFound (a miss), not another error.
+func TestAFillFoundCommittedAndThenRemovedIsNotFound(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	h := putTestBlob(t, s, []byte("evicted before it was read"))
+	f, started, err := s.StartFill(h, -1, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if started {
+		t.Fatal("StartFill started a fill of a committed blob")
+	}
+	if err := s.removeBlob(h); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.NewReader(t.Context()); !errors.Is(err, ErrNotFound) {
+		t.Errorf("NewReader after removal: %v, want ErrNotFound", err)
+	}
+}

@@ -167,12 +167,20 @@ func (f *Fill) wakePending() {
 
 // NewReader returns a reader of the blob from its first byte. It blocks in
 // Read until bytes are there, ctx ends, or the fill fails. Close it.
+//
+// A fill that had ended when NewReader is called (a committed blob that
+// StartFill found, or a fill every reader has left) opens the committed
+// file only now: if an eviction pass deleted it in between, the error is
+// ErrNotFound, and the blob is a miss again, to be fetched anew.
 func (f *Fill) NewReader(ctx context.Context) (*FillReader, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.file == nil && f.err == nil {
 		// Every earlier reference is gone: the blob is committed at f.path.
 		file, err := os.Open(f.path)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("open blob %s: %w", f.digest, ErrNotFound)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("open blob: %w", err)
 		}

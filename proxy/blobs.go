@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -38,17 +39,64 @@ func (s *Server) serveBlob(w *recorder, r *http.Request, up Upstream, req Reques
 	if r.Method == http.MethodHead {
 		return s.headColdBlob(ctx, w, up, repo, d)
 	}
-	f, started, err := s.joinFill(ctx, up, repo, d)
+	f, rd, started, err := s.openFill(ctx, r, up, repo, d)
 	if err != nil {
 		return err
 	}
+	defer rd.Close()
 	src := fromUpstream
 	if !started && f.Complete() {
 		src = fromCache // verified, still being committed: no upstream byte is awaited
 	}
 	w.setSource(src)
 	s.metrics.cache.WithLabelValues("blob", string(src)).Inc()
-	return streamFill(w, r, f)
+	return streamFill(w, r, f, rd)
+}
+
+// openFill joins or starts d's fill and opens a reader of it. A fill that
+// had ended by then (the blob was committed when StartFill looked, or
+// every earlier reader had left) opens the committed file only now: if an
+// eviction pass deleted the blob in between, it is a miss again and is
+// fetched as a cold GET would fetch it, instead of failing.
+func (s *Server) openFill(ctx context.Context, r *http.Request, up Upstream, repo cache.Repo, d v1.Hash) (*cache.Fill, *cache.FillReader, bool, error) {
+	for attempt := 0; ; attempt++ {
+		if s.beforeJoin != nil {
+			s.beforeJoin()
+		}
+		f, started, err := s.joinFill(ctx, up, repo, d)
+		if err != nil {
+			return nil, nil, false, err
+		}
+		if s.beforeRead != nil {
+			s.beforeRead(f)
+		}
+		rd, err := newFillReader(r, f)
+		// Twice at most: a blob evicted again right after its refetch is
+		// a miss for this request (404), not a loop.
+		if errors.Is(err, cache.ErrNotFound) && attempt < 2 {
+			continue
+		}
+		if err != nil {
+			return nil, nil, false, err
+		}
+		return f, rd, started, nil
+	}
+}
+
+// newFillReader opens a reader of f for r. A range of a blob of unknown
+// size waits for the fill to finish first.
+func newFillReader(r *http.Request, f *cache.Fill) (*cache.FillReader, error) {
+	if f.Size() < 0 && r.Header.Get("Range") != "" {
+		select {
+		case <-f.Done():
+		case <-r.Context().Done():
+			return nil, r.Context().Err()
+		}
+		if err := f.Err(); err != nil {
+			return nil, fillError(err, time.Now())
+		}
+	}
+	return f.NewReader(r.Context())
 }
 
 // plainGET: a GET of the whole blob, with nothing for ServeContent to decide.
@@ -215,27 +263,12 @@ func (s *Server) blobSource(up Upstream, repo cache.Repo, d v1.Hash) cache.Sourc
 	}
 }
 
-// streamFill sends a blob while its fill grows. With a known size,
-// http.ServeContent handles Range (waiting for bytes not there yet). If the
-// fill fails after headers went out, the connection is aborted so the
-// client sees a broken transfer, never a complete-looking short one.
-func streamFill(w *recorder, r *http.Request, f *cache.Fill) error {
-	if f.Size() < 0 && r.Header.Get("Range") != "" {
-		// A range of a blob of unknown size: wait for the fill to finish.
-		select {
-		case <-f.Done():
-		case <-r.Context().Done():
-			return r.Context().Err()
-		}
-		if err := f.Err(); err != nil {
-			return fillError(err, time.Now())
-		}
-	}
-	rd, err := f.NewReader(r.Context())
-	if err != nil {
-		return err
-	}
-	defer rd.Close()
+// streamFill sends a blob from rd while its fill f grows. With a known
+// size, http.ServeContent handles Range (waiting for bytes not there yet).
+// If the fill fails after headers went out, the connection is aborted so
+// the client sees a broken transfer, never a complete-looking short one.
+func streamFill(w *recorder, r *http.Request, f *cache.Fill, rd *cache.FillReader) error {
+	var err error
 	rc := http.NewResponseController(w)
 	rd.BeforeWait = func() { _ = rc.Flush() }
 	switch {
