@@ -110,6 +110,9 @@ func New(opts Options) *Admin {
 //	                      an OCI-layout tar
 //	POST /admin/warm      body {"images": [...], "platform": "os/arch"} →
 //	                      []WarmResult (200 even when some failed)
+//	GET  /admin/fill      query: digest= → {} once no fill of the blob runs
+//	                      (the failed fill's error if it failed): what a
+//	                      warm pulling through the socket waits for
 //	GET  /admin/stats     Stats: what the mirror holds, serves and saves
 //	GET  /admin/image     query: image=NAME:TAG or NAME@DIGEST → ImageInfo
 //	GET  /admin/images    ?q=PATTERN → []Image
@@ -135,6 +138,7 @@ func (s *server) Handler() http.Handler {
 	mux.Handle("POST /admin/import", s.wrap(s.importArchive))
 	mux.Handle("GET /admin/export", s.wrap(s.export))
 	mux.Handle("POST /admin/warm", s.wrap(s.warm))
+	mux.Handle("GET /admin/fill", s.wrap(s.waitFill))
 	mux.Handle("GET /admin/stats", s.wrap(s.statsJSON))
 	mux.Handle("GET /admin/image", s.wrap(s.imageJSON))
 	s.lifecycleRoutes(mux)
@@ -333,7 +337,10 @@ func (s *server) warm(w http.ResponseWriter, r *http.Request) error {
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
 		return errorf(http.StatusBadRequest, "BAD_REQUEST", "body: want {\"images\": [...], \"platform\": \"os/arch\"}")
 	}
-	opts := WarmOptions{Mirror: s.opts.Mirror, Client: s.opts.MirrorClient, DefaultRegistry: s.opts.DefaultRegistry}
+	// The mirror warm pulls through serves this store: an image is done
+	// once the fills of its blobs have committed here.
+	opts := WarmOptions{Mirror: s.opts.Mirror, Client: s.opts.MirrorClient, DefaultRegistry: s.opts.DefaultRegistry,
+		Committed: s.opts.Store.WaitFill}
 	if req.Platform != "" {
 		pl, err := v1.ParsePlatform(req.Platform)
 		if err != nil {
@@ -360,6 +367,20 @@ func (s *server) warm(w http.ResponseWriter, r *http.Request) error {
 	results := Warm(context.WithoutCancel(r.Context()), opts, req.Images)
 	st.send("", true, WarmEvent{Results: results})
 	return nil
+}
+
+// waitFill answers once no fill of the blob is in flight: a client that
+// read a blob's bytes through the mirror then knows it is committed (see
+// WarmOptions.Committed).
+func (s *server) waitFill(w http.ResponseWriter, r *http.Request) error {
+	h, err := v1.NewHash(r.URL.Query().Get("digest"))
+	if err != nil {
+		return errorf(http.StatusBadRequest, "DIGEST_INVALID", "digest: %v", err)
+	}
+	if err := s.opts.Store.WaitFill(r.Context(), h); err != nil {
+		return err
+	}
+	return writeJSON(w, struct{}{})
 }
 
 // Images is what GET /admin/images answers.

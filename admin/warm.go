@@ -36,6 +36,15 @@ type WarmOptions struct {
 	// Progress, when set, is called as bytes arrive, from several
 	// goroutines at once.
 	Progress func(Progress)
+	// Committed, when set, is called after each blob's last byte arrived
+	// and returns once the mirror's fill of it, if one runs, has ended:
+	// nil when it committed, its error when it failed (which fails the
+	// image). A mirror sends a blob's bytes before its fill has made the
+	// file durable and recorded it, so without it an image can be
+	// reported warm while an export right after would miss a blob.
+	// cache.Store.WaitFill of the store the mirror serves is one. Default:
+	// none, nothing waits.
+	Committed func(ctx context.Context, h v1.Hash) error
 }
 
 // Progress is the state of one image being warmed.
@@ -207,6 +216,11 @@ func (w *warmer) blob(ctx context.Context, d cache.Descriptor) error {
 	n, err := io.Copy(progressWriter{w}, resp.Body)
 	if err == nil && n != d.Size {
 		err = fmt.Errorf("blob %s: %d bytes, want %d", d.Digest, n, d.Size)
+	}
+	if err == nil && w.opts.Committed != nil {
+		if cerr := w.opts.Committed(ctx, d.Digest); cerr != nil {
+			err = fmt.Errorf("blob %s: not committed by the mirror: %w", d.Digest, cerr)
+		}
 	}
 	return err
 }

@@ -377,3 +377,39 @@ func TestWriteToFollowsTheFill(t *testing.T) {
 		t.Errorf("WriteTo wrote %d bytes, not the blob", out.Len())
 	}
 }
+
+// TestWaitFillReturnsOnceTheFillCommitted: WaitFill waits while a fill
+// runs; once it returned, the blob is committed and recorded.
+func TestWaitFillReturnsOnceTheFillCommitted(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	blob := bytes.Repeat([]byte("committed"), 1000)
+	d := digestOf(blob)
+	src := newPipeSource(int64(len(blob)))
+	if _, _, err := s.StartFill(d, int64(len(blob)), "r", src.open); err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- s.WaitFill(context.Background(), d) }()
+	<-src.opened
+	select {
+	case err := <-waited:
+		t.Fatalf("WaitFill returned (%v) while the fill was still reading its source", err)
+	default:
+	}
+	if _, err := src.w.Write(blob); err != nil {
+		t.Fatal(err)
+	}
+	src.w.Close()
+	if err := <-waited; err != nil {
+		t.Fatalf("WaitFill: %v", err)
+	}
+	if !s.HasBlob(d) {
+		t.Error("the blob is not committed after WaitFill")
+	}
+	if n, err := s.BlobSize(d); n != int64(len(blob)) {
+		t.Errorf("recorded size %d (%v), want %d", n, err, len(blob))
+	}
+	if err := s.WaitFill(context.Background(), d); err != nil {
+		t.Errorf("WaitFill with no fill in flight: %v", err)
+	}
+}

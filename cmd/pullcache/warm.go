@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -110,6 +111,7 @@ func warmVia(ctx context.Context, cfg config.Config, opts admin.WarmOptions, ima
 		// Through the socket's registry API: no login, no TLS to trust.
 		opts.Mirror = info.Mirror
 		opts.Client = &http.Client{Transport: newSocketTransport(adminSocket(cfg.Data))}
+		opts.Committed = c.waitFill
 		return admin.Warm(ctx, opts, images), nil
 	}
 	if cfg.Offline {
@@ -154,6 +156,7 @@ func warmInProcess(ctx context.Context, cfg config.Config, opts admin.WarmOption
 	}()
 	opts.Mirror = "http://pullcache"
 	opts.Client = &http.Client{Transport: newSocketTransport(sock)}
+	opts.Committed = store.WaitFill
 	results := admin.Warm(ctx, opts, images)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
 	defer cancel()
@@ -276,4 +279,11 @@ func (v *progressView) summary(results []admin.WarmResult) error {
 		return fmt.Errorf("warm failed for %d images: %s", len(failed), strings.Join(failed, ", "))
 	}
 	return nil
+}
+
+// waitFill returns once the server has no fill of h in flight: warm's
+// bytes of h are then committed (see admin.WarmOptions.Committed).
+func (c *adminClient) waitFill(ctx context.Context, h v1.Hash) error {
+	var done struct{}
+	return c.getJSON(ctx, "/admin/fill?digest="+url.QueryEscape(h.String()), &done)
 }
