@@ -115,7 +115,8 @@ func New(opts Options) *Admin {
 //	                      warm pulling through the socket waits for
 //	GET  /admin/stats     Stats: what the mirror holds, serves and saves
 //	GET  /admin/image     query: image=NAME:TAG or NAME@DIGEST → ImageInfo
-//	GET  /admin/images    ?q=PATTERN → []Image
+//	GET  /admin/images    ?q=PATTERN → []Image; with df=1 → Listing (the
+//	                      images and DF from one read of the index)
 //	POST /admin/pin       body {"images": [...]} → {"pinned": [...]}
 //	POST /admin/unpin     body {"images": [...]} → {"unpinned": [...]}
 //	POST /admin/rm        body {"images": [...]}, ?dry_run=1 → cache.GCReport

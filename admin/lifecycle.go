@@ -43,24 +43,50 @@ func List(store *cache.Store) ([]Image, error) { return ListMatching(store, "") 
 // full name and on repository:tag, or, without wildcards, a substring of
 // the name. An empty pattern matches everything.
 func ListMatching(store *cache.Store, pattern string) ([]Image, error) {
-	infos, err := store.Images()
+	l, err := store.List()
 	if err != nil {
 		return nil, err
 	}
+	return matching(l.Images, pattern), nil
+}
+
+// Listing is what ls shows: the images that match, and the disk figures.
+type Listing struct {
+	Images []Image `json:"images"`
+	DF     DF      `json:"df"`
+}
+
+// ListWithDF is ListMatching with the disk figures, from the same read of
+// the index: what pinned images occupy comes with the list, not from a
+// second pass.
+func ListWithDF(store *cache.Store, pattern string) (Listing, error) {
+	l, err := store.List()
+	if err != nil {
+		return Listing{}, err
+	}
+	u := store.Usage()
+	df := DF{Usage: u, Pinned: l.Pinned, Reclaimable: max(u.Blobs-l.Pinned, 0), PinnedOverBound: l.PinnedOverBound}
+	return Listing{Images: matching(l.Images, pattern), DF: df}, nil
+}
+
+func matching(infos []cache.ImageInfo, pattern string) []Image {
 	out := []Image{}
 	for _, i := range infos {
-		if !matchImage(pattern, i) {
-			continue
+		if matchImage(pattern, i) {
+			out = append(out, toImage(i))
 		}
-		img := Image{Name: i.Name(), Registry: i.Registry, Repository: i.Repository, Tag: i.Tag, Digest: i.Digest,
-			MediaType: i.MediaType, Platforms: i.Platforms, Size: i.Size, UniqueSize: i.Unique, Pinned: i.Pinned}
-		if !i.LastPulled.IsZero() {
-			t := i.LastPulled
-			img.LastPulled = &t
-		}
-		out = append(out, img)
 	}
-	return out, nil
+	return out
+}
+
+func toImage(i cache.ImageInfo) Image {
+	img := Image{Name: i.Name(), Registry: i.Registry, Repository: i.Repository, Tag: i.Tag, Digest: i.Digest,
+		MediaType: i.MediaType, Platforms: i.Platforms, Size: i.Size, UniqueSize: i.Unique, Pinned: i.Pinned}
+	if !i.LastPulled.IsZero() {
+		t := i.LastPulled
+		img.LastPulled = &t
+	}
+	return img
 }
 
 func matchImage(pattern string, i cache.ImageInfo) bool {
@@ -185,12 +211,12 @@ type DF struct {
 
 // DiskUsage measures the cache.
 func DiskUsage(store *cache.Store) (DF, error) {
-	rep, err := store.GC(true)
+	pinned, over, err := store.PinnedSize()
 	if err != nil {
 		return DF{}, err
 	}
 	u := store.Usage()
-	return DF{Usage: u, Pinned: rep.Pinned, Reclaimable: max(u.Blobs-rep.Pinned, 0), PinnedOverBound: rep.PinnedOverBound}, nil
+	return DF{Usage: u, Pinned: pinned, Reclaimable: max(u.Blobs-pinned, 0), PinnedOverBound: over}, nil
 }
 
 // TagHistory is the history of one tag.

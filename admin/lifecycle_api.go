@@ -17,8 +17,18 @@ func (s *server) lifecycleRoutes(mux *http.ServeMux) {
 	mux.Handle("GET /admin/history", s.wrap(s.history))
 }
 
+// images answers GET /admin/images?q=PATTERN with []Image, or with df=1
+// a Listing (the images and the disk figures, from one read of the index).
 func (s *server) images(w http.ResponseWriter, r *http.Request) error {
-	list, err := ListMatching(s.opts.Store, r.URL.Query().Get("q"))
+	pattern := r.URL.Query().Get("q")
+	if flag(r, "df") {
+		l, err := ListWithDF(s.opts.Store, pattern)
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, l)
+	}
+	list, err := ListMatching(s.opts.Store, pattern)
 	if err != nil {
 		return err
 	}

@@ -106,11 +106,10 @@ func (s *server) statsJSON(w http.ResponseWriter, _ *http.Request) error {
 	return writeJSON(w, s.Stats())
 }
 
-// pinnedRefresh is how long the pinned figure is reused: finding it is a
-// dry-run pass over the image graph, which waits for eviction passes and
-// holds them up, and it changes only with pins and evictions (the admin
-// API's own changes refresh it at once). The rest of the disk figures are
-// measured on every call.
+// pinnedRefresh is how long the pinned figure is reused: finding it reads
+// the image graph from the index, and it changes only with pins and
+// evictions (the admin API's own changes refresh it at once). The rest of
+// the disk figures are measured on every call.
 const pinnedRefresh = time.Minute
 
 // diskMemo keeps the last pinned figure.

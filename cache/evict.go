@@ -106,7 +106,7 @@ func (s *Store) evict(req evictRequest) (GCReport, error) {
 	s.access.flush()
 	s.guard.begin()
 	defer s.guard.end()
-	g, err := s.loadGraph()
+	g, err := s.loadGraph(true)
 	if err != nil {
 		return GCReport{}, err
 	}
@@ -158,27 +158,24 @@ func (p *pass) choose(req evictRequest) {
 			return strings.Compare(a.h.String(), b.h.String())
 		})
 	}
-	p.rep.Pinned = p.pinnedBytes()
+	p.rep.Pinned = g.pinnedBytes(g.alloc)
 	p.rep.PinnedOverBound = p.s.opts.MaxSize > 0 && p.rep.Pinned > p.s.opts.MaxSize
-	_ = p.s.db.View(func(txn *badger.Txn) error {
-		for _, r := range cands {
-			if req.targets == nil && p.rep.Freed >= req.need {
-				break
-			}
-			p.evictOne(txn, r)
+	for _, r := range cands {
+		if req.targets == nil && p.rep.Freed >= req.need {
+			break
 		}
-		return nil
-	})
+		p.evictOne(r)
+	}
 }
 
-func (p *pass) evictOne(txn *badger.Txn, root *mnode) {
+func (p *pass) evictOne(root *mnode) {
 	for _, k := range p.g.reach(root) {
 		p.g.refc[k]--
 		if p.g.refc[k] > 0 {
 			continue
 		}
 		p.dead[k] = p.g.hashOf(k)
-		if alloc, ok := p.g.alloc(txn, k); ok {
+		if alloc, ok := p.g.alloc(k); ok {
 			p.rep.Freed += alloc
 			p.rep.Blobs++
 		}
@@ -188,27 +185,25 @@ func (p *pass) evictOne(txn *badger.Txn, root *mnode) {
 	p.rep.Images = append(p.rep.Images, p.g.names(root)...)
 }
 
-// pinnedBytes is what the blobs of pinned images occupy.
-func (p *pass) pinnedBytes() int64 {
+// pinnedBytes is what the blobs of pinned images occupy, each once, by
+// the sizes alloc finds.
+func (g *graph) pinnedBytes(alloc func(dkey) (int64, bool)) int64 {
 	seen := map[dkey]bool{}
 	var n int64
-	_ = p.s.db.View(func(txn *badger.Txn) error {
-		for _, r := range p.g.roots {
-			if !p.g.pinned(r) {
+	for _, r := range g.roots {
+		if !g.pinned(r) {
+			continue
+		}
+		for _, k := range g.reach(r) {
+			if seen[k] {
 				continue
 			}
-			for _, k := range p.g.reach(r) {
-				if seen[k] {
-					continue
-				}
-				seen[k] = true
-				if alloc, ok := p.g.alloc(txn, k); ok {
-					n += alloc
-				}
+			seen[k] = true
+			if a, ok := alloc(k); ok {
+				n += a
 			}
 		}
-		return nil
-	})
+	}
 	return n
 }
 
@@ -333,31 +328,24 @@ func (s *Store) fillInFlight(h v1.Hash) bool {
 }
 
 // findOrphans finds committed files that no image reaches, committed and
-// last read longer ago than the grace period.
+// last read longer ago than the grace period, among the blob records the
+// graph was read with.
 func (p *pass) findOrphans() error {
 	p.orphans = map[dkey]v1.Hash{}
 	cutoffAt := p.s.now().Add(-p.s.opts.OrphanGrace)
 	cutoff, cutoffMillis := cutoffAt.Unix(), cutoffAt.UnixMilli()
 	return p.s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("f:"), PrefetchValues: true, PrefetchSize: 1000})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			h, err := v1.NewHash(string(it.Item().Key()[2:]))
-			if err != nil {
+		for _, f := range p.g.files {
+			if _, ok := p.g.refc[f.k]; ok || f.committed > cutoff {
 				continue
 			}
-			k := keyOf(h)
-			if _, ok := p.g.refc[k]; ok {
+			h := p.g.hashOf(f.k)
+			if lastAccess(txn, h) > cutoffMillis {
 				continue
 			}
-			var rec fileRecord
-			_ = it.Item().Value(func(b []byte) error { rec = parseFileRecord(b); return nil })
-			if rec.committed > cutoff || lastAccess(txn, h) > cutoffMillis {
-				continue
-			}
-			p.orphans[k] = h
+			p.orphans[f.k] = h
 			p.rep.Orphans++
-			p.rep.Freed += rec.alloc
+			p.rep.Freed += f.alloc
 		}
 		return nil
 	})
@@ -375,11 +363,7 @@ func lastAccess(txn *badger.Txn, h v1.Hash) int64 {
 
 // report logs one line per pass that did something and counts it.
 func (s *Store) report(rep GCReport, took time.Duration) {
-	s.metrics.pinned.Set(float64(rep.Pinned))
-	if rep.PinnedOverBound && s.warnPinned() {
-		s.log.Error("pinned images alone exceed the size bound; they are never evicted: unpin some or raise max_size",
-			"pinned", rep.Pinned, "bound", s.opts.MaxSize)
-	}
+	s.notePinned(rep.Pinned, rep.PinnedOverBound)
 	if rep.DryRun {
 		return
 	}
@@ -393,6 +377,16 @@ func (s *Store) report(rep GCReport, took time.Duration) {
 	s.log.Info("eviction pass", "images", rep.Evicted, "blobs", rep.Blobs, "orphans", rep.Orphans,
 		"freed", rep.Freed, "used", rep.Usage.Used, "bound", s.opts.MaxSize, "free", rep.Usage.Free,
 		"pinned", rep.Pinned, "took", took.Round(time.Millisecond))
+}
+
+// notePinned sets the pinned metric and says loudly when pins alone
+// exceed the bound.
+func (s *Store) notePinned(pinned int64, overBound bool) {
+	s.metrics.pinned.Set(float64(pinned))
+	if overBound && s.warnPinned() {
+		s.log.Error("pinned images alone exceed the size bound; they are never evicted: unpin some or raise max_size",
+			"pinned", pinned, "bound", s.opts.MaxSize)
+	}
 }
 
 // warnPinned rations the pinned-over-bound error to one line every ten

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -135,39 +136,98 @@ func (i ImageInfo) Name() string {
 // Images lists every cached image: one entry per tag, and one per image
 // that no tag names, sorted by name.
 func (s *Store) Images() ([]ImageInfo, error) {
-	s.access.flush()
-	g, err := s.loadGraph()
-	if err != nil {
-		return nil, err
-	}
-	out := []ImageInfo{}
-	err = s.db.View(func(txn *badger.Txn) error {
-		for _, r := range g.roots {
-			base := g.info(txn, r)
-			if len(r.tags) == 0 {
-				out = append(out, base)
-			}
-			for _, t := range r.tags {
-				i := base
-				i.Registry, i.Repository, i.Tag = t.Repo.Registry, t.Repo.Name, t.Tag
-				out = append(out, i)
-			}
-		}
-		return nil
-	})
-	slices.SortFunc(out, func(a, b ImageInfo) int {
-		if a.Name() < b.Name() {
-			return -1
-		}
-		if a.Name() > b.Name() {
-			return 1
-		}
-		return 0
-	})
-	return out, err
+	l, err := s.List()
+	return l.Images, err
 }
 
-func (g *graph) info(txn *badger.Txn, r *mnode) ImageInfo {
+// Listing is every cached image and what the pinned ones occupy, from one
+// read of the index: what ls shows.
+type Listing struct {
+	// Images are sorted by name (see Images).
+	Images []ImageInfo
+	// Pinned is what the files of pinned images occupy, each file once;
+	// PinnedOverBound says it is more than the bound.
+	Pinned          int64
+	PinnedOverBound bool
+}
+
+// List lists every cached image (see Images) and measures what the pinned
+// ones occupy, reading the index once. It waits for the start-up scan,
+// which reconciles the blob records the sizes come from with the files.
+func (s *Store) List() (Listing, error) {
+	<-s.use.scanned
+	s.access.flush()
+	g, err := s.loadGraph(true)
+	if err != nil {
+		return Listing{}, err
+	}
+	n := 0
+	for _, r := range g.roots {
+		n += max(len(r.tags), 1)
+	}
+	infos := make([]ImageInfo, 0, n)
+	for _, r := range g.roots {
+		base := g.info(r)
+		if len(r.tags) == 0 {
+			infos = append(infos, base)
+		}
+		for _, t := range r.tags {
+			i := base
+			i.Registry, i.Repository, i.Tag = t.Repo.Registry, t.Repo.Name, t.Tag
+			infos = append(infos, i)
+		}
+	}
+	pinned := g.pinnedBytes(g.alloc)
+	return Listing{Images: sortByName(infos), Pinned: pinned, PinnedOverBound: s.opts.MaxSize > 0 && pinned > s.opts.MaxSize}, nil
+}
+
+// PinnedSize measures what pinned images occupy, each file once, and says
+// whether that is more than the bound: df's figures. It reads the
+// manifests, tags and pins, and the blob records of pinned images only;
+// it neither runs a pass nor waits for one.
+func (s *Store) PinnedSize() (pinned int64, overBound bool, err error) {
+	<-s.use.scanned
+	g, err := s.loadGraph(false)
+	if err != nil {
+		return 0, false, err
+	}
+	err = s.db.View(func(txn *badger.Txn) error {
+		pinned = g.pinnedBytes(func(k dkey) (int64, bool) { return fileAlloc(txn, g.hashOf(k)) })
+		return nil
+	})
+	overBound = s.opts.MaxSize > 0 && pinned > s.opts.MaxSize
+	s.notePinned(pinned, overBound)
+	return pinned, overBound, err
+}
+
+// fileAlloc is the allocated size recorded for h's file, if it has one.
+func fileAlloc(txn *badger.Txn, h v1.Hash) (int64, bool) {
+	item, err := txn.Get(fileKey(h))
+	if err != nil {
+		return 0, false
+	}
+	var rec fileRecord
+	_ = item.Value(func(b []byte) error { rec = parseFileRecord(b); return nil })
+	return rec.alloc, true
+}
+
+// sortByName sorts images by Name, building each name once (a hundred
+// thousand images take a couple of million comparisons).
+func sortByName(infos []ImageInfo) []ImageInfo {
+	names := make([]string, len(infos))
+	order := make([]int32, len(infos))
+	for i := range infos {
+		names[i], order[i] = infos[i].Name(), int32(i)
+	}
+	slices.SortFunc(order, func(a, b int32) int { return strings.Compare(names[a], names[b]) })
+	out := make([]ImageInfo, len(infos))
+	for i, j := range order {
+		out[i] = infos[j]
+	}
+	return out
+}
+
+func (g *graph) info(r *mnode) ImageInfo {
 	i := ImageInfo{Digest: r.h.String(), MediaType: r.mediaType, Pinned: g.pinned(r)}
 	if last := g.lastUsed(r); last > 0 {
 		i.LastPulled = time.UnixMilli(last).UTC()
@@ -180,7 +240,7 @@ func (g *graph) info(txn *badger.Txn, r *mnode) ImageInfo {
 		}
 	}
 	for _, k := range g.reach(r) {
-		alloc, ok := g.alloc(txn, k)
+		alloc, ok := g.alloc(k)
 		if !ok {
 			continue
 		}

@@ -91,14 +91,15 @@ type graph struct {
 	other map[dkey]v1.Hash
 	// patterns are the pin patterns (configured and stored).
 	patterns []string
-	// files are the blob records, sorted by key, read when first needed.
+	// files are the blob records (f:), sorted by key, when the graph was
+	// read with them: one scan serves a pass's sizes and its orphans.
 	files []fileEntry
-	fread bool
 }
 
 type fileEntry struct {
-	k     dkey
-	alloc int64
+	k         dkey
+	alloc     int64
+	committed int64 // unix seconds
 }
 
 // hashOf turns a key back into its digest.
@@ -110,10 +111,7 @@ func (g *graph) hashOf(k dkey) v1.Hash {
 }
 
 // alloc is the recorded allocated size of k's file, if it has one.
-func (g *graph) alloc(txn *badger.Txn, k dkey) (int64, bool) {
-	if !g.fread {
-		g.readFiles(txn)
-	}
+func (g *graph) alloc(k dkey) (int64, bool) {
 	i, ok := slices.BinarySearchFunc(g.files, k, func(e fileEntry, k dkey) int { return bytes.Compare(e.k[:], k[:]) })
 	if !ok {
 		return 0, false
@@ -121,24 +119,30 @@ func (g *graph) alloc(txn *badger.Txn, k dkey) (int64, bool) {
 	return g.files[i].alloc, true
 }
 
+// readFiles reads every f: record, with its size and commit time.
 func (g *graph) readFiles(txn *badger.Txn) {
-	g.fread = true
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("f:"), PrefetchValues: true, PrefetchSize: 1000})
 	defer it.Close()
 	for it.Rewind(); it.Valid(); it.Next() {
-		k, _, _, ok := parseKey(it.Item().Key()[2:])
+		k, h, other, ok := parseKey(it.Item().Key()[2:])
 		if !ok {
 			continue
 		}
-		var alloc int64
-		_ = it.Item().Value(func(b []byte) error { alloc = parseFileRecord(b).alloc; return nil })
-		g.files = append(g.files, fileEntry{k: k, alloc: alloc})
+		if other {
+			g.other[k] = h
+		}
+		var rec fileRecord
+		_ = it.Item().Value(func(b []byte) error { rec = parseFileRecord(b); return nil })
+		g.files = append(g.files, fileEntry{k: k, alloc: rec.alloc, committed: rec.committed})
 	}
 	slices.SortFunc(g.files, func(a, b fileEntry) int { return bytes.Compare(a.k[:], b.k[:]) })
 }
 
-// loadGraph reads the graph in one read transaction.
-func (s *Store) loadGraph() (*graph, error) {
+// loadGraph reads the graph in one read transaction; withFiles reads the
+// blob records too (what sizes and orphans need), so that a pass or a
+// listing reads them once.
+func (s *Store) loadGraph(withFiles bool) (*graph, error) {
+	s.graphReads.Add(1)
 	g := &graph{nodes: map[dkey]*mnode{}, refc: map[dkey]int32{}, other: map[dkey]v1.Hash{}, patterns: s.pinPatterns()}
 	err := s.db.View(func(txn *badger.Txn) error {
 		if err := g.readManifests(txn); err != nil {
@@ -149,6 +153,9 @@ func (s *Store) loadGraph() (*graph, error) {
 		}
 		g.readReferrers(txn)
 		g.readMeta(txn)
+		if withFiles {
+			g.readFiles(txn)
+		}
 		return nil
 	})
 	if err != nil {

@@ -103,6 +103,9 @@ type Store struct {
 	wg           sync.WaitGroup
 	closed       sync.Once
 	cerr         error
+
+	// graphReads counts reads of the whole graph (each walks the index).
+	graphReads atomic.Int64
 }
 
 // Open opens (creating if needed) the store in opts.Dir.

@@ -77,7 +77,7 @@ func (s *Store) Verify(opts VerifyOptions) (VerifyReport, error) {
 	if err := v.hashFiles(); err != nil {
 		return v.rep, err
 	}
-	g, err := s.loadGraph()
+	g, err := s.loadGraph(false)
 	if err != nil {
 		return v.rep, err
 	}

@@ -98,19 +98,22 @@ func runLs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	pattern := strings.Join(pos, "")
 	return withTarget(ctx, cfg, stderr, func(t target) error {
-		imgs, err := call(t, http.MethodGet, "/admin/images?q="+url.QueryEscape(pattern), nil,
-			func(s *cache.Store) ([]admin.Image, error) { return admin.ListMatching(s, pattern) })
-		if err != nil {
-			return err
-		}
 		if asJSON {
+			imgs, err := call(t, http.MethodGet, "/admin/images?q="+url.QueryEscape(pattern), nil,
+				func(s *cache.Store) ([]admin.Image, error) { return admin.ListMatching(s, pattern) })
+			if err != nil {
+				return err
+			}
 			return printJSON(stdout, imgs)
 		}
-		df, err := call(t, http.MethodGet, "/admin/df", nil, admin.DiskUsage)
+		// The table's totals come with the list, from the same read of
+		// the index.
+		l, err := call(t, http.MethodGet, "/admin/images?df=1&q="+url.QueryEscape(pattern), nil,
+			func(s *cache.Store) (admin.Listing, error) { return admin.ListWithDF(s, pattern) })
 		if err != nil {
 			return err
 		}
-		printImages(stdout, imgs, df)
+		printImages(stdout, l.Images, l.DF)
 		return nil
 	})
 }
