@@ -2,10 +2,12 @@ package cache
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -146,17 +148,7 @@ func (p *pass) choose(req evictRequest) {
 	if req.targets != nil {
 		cands = req.targets(g)
 	} else if req.need > 0 {
-		for _, r := range g.roots {
-			if !g.pinned(r) {
-				cands = append(cands, r)
-			}
-		}
-		slices.SortFunc(cands, func(a, b *mnode) int {
-			if la, lb := g.lastUsed(a), g.lastUsed(b); la != lb {
-				return int(la - lb)
-			}
-			return strings.Compare(a.h.String(), b.h.String())
-		})
+		cands = g.byLastUse()
 	}
 	p.rep.Pinned = g.pinnedBytes(g.alloc)
 	p.rep.PinnedOverBound = p.s.opts.MaxSize > 0 && p.rep.Pinned > p.s.opts.MaxSize
@@ -183,6 +175,41 @@ func (p *pass) evictOne(root *mnode) {
 	p.evicted = append(p.evicted, root)
 	p.rep.Evicted++
 	p.rep.Images = append(p.rep.Images, p.g.names(root)...)
+}
+
+// byLastUse is the unpinned images, least recently used first (ties by
+// digest, so a pass is deterministic).
+func (g *graph) byLastUse() []*mnode {
+	type cand struct {
+		n    *mnode
+		last int64
+	}
+	cs := make([]cand, 0, len(g.roots))
+	for _, r := range g.roots {
+		if !g.pinned(r) {
+			cs = append(cs, cand{r, g.lastUsed(r)})
+		}
+	}
+	slices.SortFunc(cs, func(a, b cand) int {
+		if c := cmp.Compare(a.last, b.last); c != 0 {
+			return c
+		}
+		return compareDigests(a.n.h, b.n.h)
+	})
+	out := make([]*mnode, len(cs))
+	for i, c := range cs {
+		out[i] = c.n
+	}
+	return out
+}
+
+// compareDigests orders digests as their strings sort, without building
+// them.
+func compareDigests(a, b v1.Hash) int {
+	if c := strings.Compare(a.Algorithm, b.Algorithm); c != 0 {
+		return c
+	}
+	return strings.Compare(a.Hex, b.Hex)
 }
 
 // pinnedBytes is what the blobs of pinned images occupy, each once, by
@@ -221,15 +248,67 @@ func (p *pass) apply() error {
 			doomed = append(doomed, h)
 		}
 	}
-	if err := p.s.unrecordBlobs(doomed); err != nil {
+	// In key order: the records are neighbours in the index, and the
+	// files in their directories.
+	slices.SortFunc(doomed, compareDigests)
+	if err := p.unrecord(doomed); err != nil {
 		return err
 	}
+	// The link scan reads the index while the unlinks wait on the
+	// filesystem: both at once. Either may be cut short by a crash; the
+	// links left then point at nothing (verify lists them).
+	links := make(chan error, 1)
+	go func() {
+		links <- p.s.removeLinks(func(k dkey) bool { _, d := p.dead[k]; _, o := p.orphans[k]; return d || o })
+	}()
+	p.s.removeBlobs(doomed)
+	return <-links
+}
+
+// unrecord removes the f: records of the doomed digests. Those the pass
+// read are deleted blind, their sizes taken from the pass's snapshot: a
+// record cannot change while its file is in place (no fill or import of
+// the digest starts then, and repairs do not run during a pass), and the
+// file stays until the record is gone. A record made after the snapshot
+// (a fill that committed since) is read as it is deleted.
+func (p *pass) unrecord(doomed []v1.Hash) error {
+	keys := make([][]byte, 0, len(doomed))
+	var freed int64
+	var unread []v1.Hash
 	for _, h := range doomed {
-		if err := p.s.removeBlob(h); err != nil && !errors.Is(err, ErrNotFound) {
-			p.s.log.Warn("remove evicted blob", "digest", h.String(), "err", err)
+		alloc, ok := p.g.alloc(keyOf(h))
+		if !ok {
+			unread = append(unread, h)
+			continue
 		}
+		keys = append(keys, fileKey(h))
+		freed += alloc
 	}
-	return p.s.removeLinks(func(k dkey) bool { _, d := p.dead[k]; _, o := p.orphans[k]; return d || o })
+	if err := p.s.deleteKeys(keys); err != nil {
+		return err
+	}
+	p.s.use.blobs.Add(-freed)
+	return p.s.unrecordBlobs(unread)
+}
+
+// unlinkWorkers is how many files a pass deletes at once: an unlink mostly
+// waits for the filesystem, and a large pass deletes tens of thousands.
+const unlinkWorkers = 4
+
+// removeBlobs deletes the files of hs, each through removeBlob.
+func (s *Store) removeBlobs(hs []v1.Hash) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(unlinkWorkers, len(hs)) {
+		wg.Go(func() {
+			for i := next.Add(1) - 1; i < int64(len(hs)); i = next.Add(1) - 1 {
+				if err := s.removeBlob(hs[i]); err != nil && !errors.Is(err, ErrNotFound) {
+					s.log.Warn("remove evicted blob", "digest", hs[i].String(), "err", err)
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // removeRecords deletes the manifest records, access times and tags of
@@ -262,24 +341,24 @@ func (p *pass) removeRecords() error {
 	return p.s.deleteKeys(keys)
 }
 
-// deleteKeys deletes keys in transactions of bounded size.
+// deleteKeys deletes keys, in order, with a write batch: blind deletes
+// need no transaction's read tracking, and the batch commits its pieces
+// while it is filled.
 func (s *Store) deleteKeys(keys [][]byte) error {
-	for len(keys) > 0 {
-		n := min(len(keys), 1000)
-		err := s.update(func(txn *badger.Txn) error {
-			for _, k := range keys[:n] {
-				if err := txn.Delete(k); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
+	if len(keys) == 0 {
+		return nil
+	}
+	if err := s.gate.allow(); err != nil {
+		return err
+	}
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	for _, k := range keys {
+		if err := wb.Delete(k); err != nil {
 			return err
 		}
-		keys = keys[n:]
 	}
-	return nil
+	return wb.Flush()
 }
 
 // removeLinks deletes every repository link to a digest dead says is

@@ -87,7 +87,12 @@ func (s *Store) Verify(opts VerifyOptions) (VerifyReport, error) {
 	}
 	v.checkTemp()
 	if opts.Repair {
-		if err := v.repair(); err != nil {
+		// Not during a pass: a pass deletes the records it read without
+		// reading them again.
+		s.passMu.Lock()
+		err := v.repair()
+		s.passMu.Unlock()
+		if err != nil {
 			return v.rep, err
 		}
 		v.rep.Repaired = true
