@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -55,7 +57,6 @@ func (t TagRef) String() string { return t.Repo.String() + ":" + t.Tag }
 // gref is one reference of a manifest in the graph.
 type gref struct {
 	k        dkey
-	size     int64
 	platform *v1.Platform
 }
 
@@ -64,7 +65,6 @@ type mnode struct {
 	h         v1.Hash
 	k         dkey
 	mediaType string
-	size      int64
 	refs      []gref
 	// child: an index references it, or it is a referrer of a cached
 	// subject, so it belongs to that image.
@@ -91,6 +91,9 @@ type graph struct {
 	other map[dkey]v1.Hash
 	// patterns are the pin patterns (configured and stored).
 	patterns []string
+	// types holds each media type once: a hundred thousand nodes share
+	// a handful.
+	types map[string]string
 	// files are the blob records (f:), sorted by key, when the graph was
 	// read with them: one scan serves a pass's sizes and its orphans.
 	files []fileEntry
@@ -119,31 +122,61 @@ func (g *graph) alloc(k dkey) (int64, bool) {
 	return g.files[i].alloc, true
 }
 
-// readFiles reads every f: record, with its size and commit time.
-func (g *graph) readFiles(txn *badger.Txn) {
-	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("f:"), PrefetchValues: true, PrefetchSize: 1000})
+// readFiles reads every f: record, with the digests that are not sha256
+// (see graph.other). Keys only: the records are 16 bytes, kept in the LSM
+// tree and read in place.
+func readFiles(txn *badger.Txn) ([]fileEntry, map[dkey]v1.Hash) {
+	var files []fileEntry
+	other := map[dkey]v1.Hash{}
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("f:")})
 	defer it.Close()
 	for it.Rewind(); it.Valid(); it.Next() {
-		k, h, other, ok := parseKey(it.Item().Key()[2:])
+		k, h, isOther, ok := parseKey(it.Item().Key()[2:])
 		if !ok {
 			continue
 		}
-		if other {
-			g.other[k] = h
+		if isOther {
+			other[k] = h
 		}
 		var rec fileRecord
 		_ = it.Item().Value(func(b []byte) error { rec = parseFileRecord(b); return nil })
-		g.files = append(g.files, fileEntry{k: k, alloc: rec.alloc, committed: rec.committed})
+		files = append(files, fileEntry{k: k, alloc: rec.alloc, committed: rec.committed})
 	}
-	slices.SortFunc(g.files, func(a, b fileEntry) int { return bytes.Compare(a.k[:], b.k[:]) })
+	// Sorted already for sha256 digests (the keys' hex order is their
+	// bytes' order); others go where their key sorts.
+	if !slices.IsSortedFunc(files, compareFiles) {
+		slices.SortFunc(files, compareFiles)
+	}
+	return files, other
 }
 
+func compareFiles(a, b fileEntry) int { return bytes.Compare(a.k[:], b.k[:]) }
+
 // loadGraph reads the graph in one read transaction; withFiles reads the
-// blob records too (what sizes and orphans need), so that a pass or a
-// listing reads them once.
+// blob records too (what sizes and orphans need).
+//
+// The blob records are read at the same time, in a transaction of their
+// own: a record committed between the two snapshots is either not seen
+// (no size, not an orphan) or seen without the manifest that references
+// it, and then too recent to be swept as an orphan.
 func (s *Store) loadGraph(withFiles bool) (*graph, error) {
 	s.graphReads.Add(1)
-	g := &graph{nodes: map[dkey]*mnode{}, refc: map[dkey]int32{}, other: map[dkey]v1.Hash{}, patterns: s.pinPatterns()}
+	g := &graph{nodes: map[dkey]*mnode{}, refc: map[dkey]int32{}, other: map[dkey]v1.Hash{}, patterns: s.pinPatterns(),
+		types: map[string]string{}}
+	var other map[dkey]v1.Hash
+	var ferr error
+	read := make(chan struct{})
+	if withFiles {
+		go func() {
+			defer close(read)
+			ferr = s.db.View(func(txn *badger.Txn) error {
+				g.files, other = readFiles(txn)
+				return nil
+			})
+		}()
+	} else {
+		close(read)
+	}
 	err := s.db.View(func(txn *badger.Txn) error {
 		if err := g.readManifests(txn); err != nil {
 			return err
@@ -153,24 +186,39 @@ func (s *Store) loadGraph(withFiles bool) (*graph, error) {
 		}
 		g.readReferrers(txn)
 		g.readMeta(txn)
-		if withFiles {
-			g.readFiles(txn)
-		}
 		return nil
 	})
-	if err != nil {
+	<-read
+	if err := errors.Join(err, ferr); err != nil {
 		return nil, err
 	}
+	maps.Copy(g.other, other)
 	g.link()
 	return g, nil
 }
 
 // leanRecord is the part of a manifest record the graph needs; digests
-// stay bytes until they are keys.
+// stay bytes until they are keys. The digests scan reads are slices of the
+// record's buffer, valid while the buffer is.
 type leanRecord struct {
 	MediaType string    `json:"t"`
 	Size      int64     `json:"s"`
 	Refs      []leanRef `json:"r"`
+	// types, when set, holds each media type scanned once.
+	types map[string]string
+}
+
+// intern is b as a string, held once in types.
+func (r *leanRecord) intern(b []byte) string {
+	if r.types == nil {
+		return string(b)
+	}
+	if t, ok := r.types[string(b)]; ok {
+		return t
+	}
+	t := string(b)
+	r.types[t] = t
+	return t
 }
 
 type leanRef struct {
@@ -201,7 +249,7 @@ func (r *leanRecord) scan(b []byte) bool {
 	if i < 0 || bytes.IndexByte(b[:i], '\\') >= 0 {
 		return false
 	}
-	r.MediaType, b = string(b[:i]), b[i+1:]
+	r.MediaType, b = r.intern(b[:i]), b[i+1:]
 	if b, ok = bytes.CutPrefix(b, []byte(`,"s":`)); !ok {
 		return false
 	}
@@ -236,7 +284,7 @@ func (r *leanRecord) scan(b []byte) bool {
 		} else {
 			b = b[j+1:] // the media type, if any
 		}
-		r.Refs = append(r.Refs, leanRef{Digest: bytes.Clone(d), Size: size}) // b is badger's buffer
+		r.Refs = append(r.Refs, leanRef{Digest: d, Size: size})
 	}
 	return bytes.Equal(b, []byte("]}"))
 }
@@ -262,29 +310,40 @@ func (g *graph) readManifests(txn *badger.Txn) error {
 		if err != nil {
 			continue
 		}
-		rec = leanRecord{}
-		if err := it.Item().Value(func(b []byte) error { return rec.parse(b) }); err != nil {
-			continue
-		}
-		n := &mnode{h: h, k: keyOf(h), mediaType: rec.MediaType, size: rec.Size, refs: make([]gref, 0, len(rec.Refs))}
-		g.keep(n.k, h)
-		for _, d := range rec.Refs {
-			k, rh, other, ok := parseKey(bytes.Trim(d.Digest, `"`))
-			if !ok {
-				continue
+		// The node is made inside the callback: what the scanner read
+		// points into the value's buffer. The references' slice is
+		// reused from record to record.
+		_ = it.Item().Value(func(b []byte) error {
+			rec = leanRecord{Refs: rec.Refs[:0], types: g.types}
+			if err := rec.parse(b); err != nil {
+				return err
 			}
-			if other {
-				g.other[k] = rh
-			}
-			r := gref{k: k, size: d.Size}
-			if n.isIndex() {
-				r.platform = d.Platform
-			}
-			n.refs = append(n.refs, r)
-		}
-		g.nodes[n.k] = n
+			g.addNode(h, &rec)
+			return nil
+		})
 	}
 	return nil
+}
+
+// addNode adds the node of manifest h.
+func (g *graph) addNode(h v1.Hash, rec *leanRecord) {
+	n := &mnode{h: h, k: keyOf(h), mediaType: rec.MediaType, refs: make([]gref, 0, len(rec.Refs))}
+	g.keep(n.k, h)
+	for _, d := range rec.Refs {
+		k, rh, other, ok := parseKey(bytes.Trim(d.Digest, `"`))
+		if !ok {
+			continue
+		}
+		if other {
+			g.other[k] = rh
+		}
+		r := gref{k: k}
+		if n.isIndex() {
+			r.platform = d.Platform
+		}
+		n.refs = append(n.refs, r)
+	}
+	g.nodes[n.k] = n
 }
 
 func (g *graph) keep(k dkey, h v1.Hash) {
@@ -301,15 +360,33 @@ func (g *graph) readTags(txn *badger.Txn) error {
 		if !ok {
 			continue
 		}
-		var t Tag
-		if err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &t) }); err != nil {
+		var k dkey
+		if err := it.Item().Value(func(b []byte) error { k, ok = tagTarget(b); return nil }); err != nil || !ok {
 			continue
 		}
-		if n := g.nodes[keyOf(t.Digest)]; n != nil {
+		if n := g.nodes[k]; n != nil {
 			n.tags = append(n.tags, TagRef{Repo: repo, Tag: tag})
 		}
 	}
 	return nil
+}
+
+// tagTarget is the key of the digest a tag record points to. Records of
+// the form json.Marshal writes for Tag, the digest first, are read
+// without decoding the rest (a hundred thousand per pass).
+func tagTarget(b []byte) (dkey, bool) {
+	if rest, ok := bytes.CutPrefix(b, []byte(`{"d":"`)); ok {
+		if i := bytes.IndexByte(rest, '"'); i > 0 {
+			if k, _, _, ok := parseKey(rest[:i]); ok {
+				return k, true
+			}
+		}
+	}
+	var t Tag
+	if err := json.Unmarshal(b, &t); err != nil {
+		return dkey{}, false
+	}
+	return keyOf(t.Digest), true
 }
 
 // readReferrers attaches each cached referrer to its cached subject, in
@@ -377,11 +454,16 @@ func (g *graph) link() {
 			}
 		}
 	}
+	refs := 0
 	for _, n := range g.nodes {
 		if !n.child {
 			g.roots = append(g.roots, n)
 		}
+		refs += len(n.refs) + 1
 	}
+	// Sized once for every digest a manifest names (an upper bound; most
+	// are distinct): a million keys are not rehashed as the map grows.
+	g.refc = make(map[dkey]int32, refs)
 	for _, r := range g.roots {
 		for _, k := range g.reach(r) {
 			g.refc[k]++
