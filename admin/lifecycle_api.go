@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"bufio"
 	"encoding/json"
 	"net/http"
 
@@ -28,11 +29,39 @@ func (s *server) images(w http.ResponseWriter, r *http.Request) error {
 		}
 		return writeJSON(w, l)
 	}
-	list, err := ListMatching(s.opts.Store, pattern)
+	l, err := s.opts.Store.List()
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, list)
+	streamImages(w, l.Images, pattern)
+	return nil
+}
+
+// streamImages writes the images that match pattern as a JSON array, one
+// entry at a time: a hundred thousand images are not held a second time
+// as []Image, nor a third as one encoded buffer.
+func streamImages(w http.ResponseWriter, infos []cache.ImageInfo, pattern string) {
+	w.Header().Set("Content-Type", "application/json")
+	bw := bufio.NewWriterSize(w, 64<<10)
+	enc := json.NewEncoder(bw)
+	bw.WriteByte('[')
+	first := true
+	for _, i := range infos {
+		if !matchImage(pattern, i) {
+			continue
+		}
+		if !first {
+			bw.WriteByte(',')
+		}
+		first = false
+		// An Image always encodes; a failed write is a client that left,
+		// with nothing more to be told.
+		if err := enc.Encode(toImage(i)); err != nil {
+			return
+		}
+	}
+	bw.WriteString("]\n")
+	_ = bw.Flush()
 }
 
 // imagesRequest is the body of pin, unpin and rm.
