@@ -102,6 +102,13 @@ func (g *refGuard) referenced(k dkey) bool {
 
 // evict runs one pass. Passes run one at a time.
 func (s *Store) evict(req evictRequest) (GCReport, error) {
+	rep, read, err := s.runPass(req)
+	returnMemory(read)
+	return rep, err
+}
+
+// runPass runs one pass; read is the size of the graph it read.
+func (s *Store) runPass(req evictRequest) (_ GCReport, read int, _ error) {
 	s.passMu.Lock()
 	defer s.passMu.Unlock()
 	start := time.Now()
@@ -110,23 +117,24 @@ func (s *Store) evict(req evictRequest) (GCReport, error) {
 	defer s.guard.end()
 	g, err := s.loadGraph(true)
 	if err != nil {
-		return GCReport{}, err
+		return GCReport{}, 0, err
 	}
+	read = g.size()
 	p := &pass{s: s, g: g, dead: map[dkey]v1.Hash{}, rep: GCReport{DryRun: req.dryRun}}
 	p.choose(req)
 	if req.sweep {
 		if err := p.findOrphans(); err != nil {
-			return p.rep, err
+			return p.rep, read, err
 		}
 	}
 	if !req.dryRun {
 		if err := p.apply(); err != nil {
-			return p.rep, err
+			return p.rep, read, err
 		}
 	}
 	p.rep.Usage = s.Usage()
 	s.report(p.rep, time.Since(start))
-	return p.rep, nil
+	return p.rep, read, nil
 }
 
 // pass is the state of one eviction pass.

@@ -155,11 +155,17 @@ type Listing struct {
 // ones occupy, reading the index once. It waits for the start-up scan,
 // which reconciles the blob records the sizes come from with the files.
 func (s *Store) List() (Listing, error) {
+	l, read, err := s.list()
+	returnMemory(read)
+	return l, err
+}
+
+func (s *Store) list() (_ Listing, read int, _ error) {
 	<-s.use.scanned
 	s.access.flush()
 	g, err := s.loadGraph(true)
 	if err != nil {
-		return Listing{}, err
+		return Listing{}, 0, err
 	}
 	n := 0
 	for _, r := range g.roots {
@@ -178,7 +184,7 @@ func (s *Store) List() (Listing, error) {
 		}
 	}
 	pinned := g.pinnedBytes(g.alloc)
-	return Listing{Images: sortByName(infos), Pinned: pinned, PinnedOverBound: s.opts.MaxSize > 0 && pinned > s.opts.MaxSize}, nil
+	return Listing{Images: sortByName(infos), Pinned: pinned, PinnedOverBound: s.opts.MaxSize > 0 && pinned > s.opts.MaxSize}, g.size(), nil
 }
 
 // PinnedSize measures what pinned images occupy, each file once, and says
@@ -186,18 +192,27 @@ func (s *Store) List() (Listing, error) {
 // manifests, tags and pins, and the blob records of pinned images only;
 // it neither runs a pass nor waits for one.
 func (s *Store) PinnedSize() (pinned int64, overBound bool, err error) {
+	pinned, read, err := s.pinnedSize()
+	returnMemory(read)
+	if err != nil {
+		return 0, false, err
+	}
+	overBound = s.opts.MaxSize > 0 && pinned > s.opts.MaxSize
+	s.notePinned(pinned, overBound)
+	return pinned, overBound, nil
+}
+
+func (s *Store) pinnedSize() (pinned int64, read int, err error) {
 	<-s.use.scanned
 	g, err := s.loadGraph(false)
 	if err != nil {
-		return 0, false, err
+		return 0, 0, err
 	}
 	err = s.db.View(func(txn *badger.Txn) error {
 		pinned = g.pinnedBytes(func(k dkey) (int64, bool) { return fileAlloc(txn, g.hashOf(k)) })
 		return nil
 	})
-	overBound = s.opts.MaxSize > 0 && pinned > s.opts.MaxSize
-	s.notePinned(pinned, overBound)
-	return pinned, overBound, err
+	return pinned, g.size(), err
 }
 
 // fileAlloc is the allocated size recorded for h's file, if it has one.

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"maps"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -105,6 +106,25 @@ type fileEntry struct {
 	k         dkey
 	alloc     int64
 	committed int64 // unix seconds
+}
+
+// size is how much the graph holds: its digests and blob records.
+func (g *graph) size() int { return len(g.refc) + len(g.files) }
+
+// bigRead is the size of a read of the index (digests and records) past
+// which its memory is given back at once.
+const bigRead = 100_000
+
+// returnMemory gives the heap a large read of the index left behind back
+// to the system. Reading 89,095 images (892,732 blobs) made a graph of
+// 220 MiB live; once it was garbage, the process's anonymous memory stayed
+// at 282 MiB (21 MiB live) until the runtime's background scavenger
+// returned it, over minutes. Returned at once it was 28 MiB. It costs one
+// garbage collection of what is live, after a read that took seconds.
+func returnMemory(read int) {
+	if read >= bigRead {
+		debug.FreeOSMemory()
+	}
 }
 
 // hashOf turns a key back into its digest.

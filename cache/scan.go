@@ -28,7 +28,9 @@ func (s *Store) startScan() {
 		if s.stopping() {
 			return
 		}
+		read := len(recorded.m)
 		s.reconcile(recorded)
+		returnMemory(read)
 	}()
 }
 
