@@ -91,6 +91,9 @@ func newBrowser(t *testing.T, exe, base string) *browser {
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(exe),
 		chromedp.UserDataDir(t.TempDir()),
+		// Chromium makes its singleton socket directory in TMPDIR and
+		// leaves it: a directory of the test's own goes with the test.
+		chromedp.Env("TMPDIR="+t.TempDir()),
 		chromedp.NoSandbox, // the tests run as root
 		chromedp.Flag("disable-gpu", true),
 		chromedp.Flag("disable-dev-shm-usage", true),
