@@ -64,9 +64,7 @@ func ListWithDF(store *cache.Store, pattern string) (Listing, error) {
 	if err != nil {
 		return Listing{}, err
 	}
-	u := store.Usage()
-	df := DF{Usage: u, Pinned: l.Pinned, Reclaimable: max(u.Blobs-l.Pinned, 0), PinnedOverBound: l.PinnedOverBound}
-	return Listing{Images: matching(l.Images, pattern), DF: df}, nil
+	return Listing{Images: matching(l.Images, pattern), DF: diskFigures(store.Usage(), l.Pinned)}, nil
 }
 
 func matching(infos []cache.ImageInfo, pattern string) []Image {
@@ -211,12 +209,16 @@ type DF struct {
 
 // DiskUsage measures the cache.
 func DiskUsage(store *cache.Store) (DF, error) {
-	pinned, over, err := store.PinnedSize()
+	pinned, err := store.PinnedSize()
 	if err != nil {
 		return DF{}, err
 	}
-	u := store.Usage()
-	return DF{Usage: u, Pinned: pinned, Reclaimable: max(u.Blobs-pinned, 0), PinnedOverBound: over}, nil
+	return diskFigures(store.Usage(), pinned), nil
+}
+
+// diskFigures are df's figures from the store's use and what is pinned.
+func diskFigures(u cache.Usage, pinned int64) DF {
+	return DF{Usage: u, Pinned: pinned, Reclaimable: max(u.Blobs-pinned, 0), PinnedOverBound: u.Bound > 0 && pinned > u.Bound}
 }
 
 // TagHistory is the history of one tag.

@@ -146,6 +146,5 @@ func (m *diskMemo) get(store *cache.Store, now time.Time, log *slog.Logger) (DF,
 			m.pinned, m.err = d.Pinned, ""
 		}
 	}
-	return DF{Usage: u, Pinned: m.pinned, Reclaimable: max(u.Blobs-m.pinned, 0),
-		PinnedOverBound: u.Bound > 0 && m.pinned > u.Bound}, m.err
+	return diskFigures(u, m.pinned), m.err
 }

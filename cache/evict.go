@@ -159,7 +159,7 @@ func (p *pass) choose(req evictRequest) {
 		cands = g.byLastUse()
 	}
 	p.rep.Pinned = g.pinnedBytes(g.alloc)
-	p.rep.PinnedOverBound = p.s.opts.MaxSize > 0 && p.rep.Pinned > p.s.opts.MaxSize
+	p.rep.PinnedOverBound = p.s.exceedsBound(p.rep.Pinned)
 	for _, r := range cands {
 		if req.targets == nil && p.rep.Freed >= req.need {
 			break

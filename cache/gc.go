@@ -145,10 +145,8 @@ func (s *Store) Images() ([]ImageInfo, error) {
 type Listing struct {
 	// Images are sorted by name (see Images).
 	Images []ImageInfo
-	// Pinned is what the files of pinned images occupy, each file once;
-	// PinnedOverBound says it is more than the bound.
-	Pinned          int64
-	PinnedOverBound bool
+	// Pinned is what the files of pinned images occupy, each file once.
+	Pinned int64
 }
 
 // List lists every cached image (see Images) and measures what the pinned
@@ -184,22 +182,21 @@ func (s *Store) list() (_ Listing, read int, _ error) {
 		}
 	}
 	pinned := g.pinnedBytes(g.alloc)
-	return Listing{Images: sortByName(infos), Pinned: pinned, PinnedOverBound: s.opts.MaxSize > 0 && pinned > s.opts.MaxSize}, g.size(), nil
+	return Listing{Images: sortByName(infos), Pinned: pinned}, g.size(), nil
 }
 
-// PinnedSize measures what pinned images occupy, each file once, and says
-// whether that is more than the bound: df's figures. It reads the
-// manifests, tags and pins, and the blob records of pinned images only;
-// it neither runs a pass nor waits for one.
-func (s *Store) PinnedSize() (pinned int64, overBound bool, err error) {
+// PinnedSize measures what pinned images occupy, each file once: df's
+// figure (and the pinned metric, with the loud line when it is more than
+// the bound). It reads the manifests, tags and pins, and the blob records
+// of pinned images only; it neither runs a pass nor waits for one.
+func (s *Store) PinnedSize() (int64, error) {
 	pinned, read, err := s.pinnedSize()
 	returnMemory(read)
 	if err != nil {
-		return 0, false, err
+		return 0, err
 	}
-	overBound = s.opts.MaxSize > 0 && pinned > s.opts.MaxSize
-	s.notePinned(pinned, overBound)
-	return pinned, overBound, nil
+	s.notePinned(pinned, s.exceedsBound(pinned))
+	return pinned, nil
 }
 
 func (s *Store) pinnedSize() (pinned int64, read int, err error) {
@@ -209,21 +206,13 @@ func (s *Store) pinnedSize() (pinned int64, read int, err error) {
 		return 0, 0, err
 	}
 	err = s.db.View(func(txn *badger.Txn) error {
-		pinned = g.pinnedBytes(func(k dkey) (int64, bool) { return fileAlloc(txn, g.hashOf(k)) })
+		pinned = g.pinnedBytes(func(k dkey) (int64, bool) {
+			rec, ok, _ := fileRecordOf(txn, g.hashOf(k))
+			return rec.alloc, ok
+		})
 		return nil
 	})
 	return pinned, g.size(), err
-}
-
-// fileAlloc is the allocated size recorded for h's file, if it has one.
-func fileAlloc(txn *badger.Txn, h v1.Hash) (int64, bool) {
-	item, err := txn.Get(fileKey(h))
-	if err != nil {
-		return 0, false
-	}
-	var rec fileRecord
-	_ = item.Value(func(b []byte) error { rec = parseFileRecord(b); return nil })
-	return rec.alloc, true
 }
 
 // sortByName sorts images by Name, building each name once (a hundred

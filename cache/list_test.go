@@ -31,7 +31,7 @@ func TestListReadsTheGraphOnceAndMeasuresPins(t *testing.T) {
 	if l.Pinned == 0 {
 		t.Error("no pinned bytes measured")
 	}
-	pinned, _, err := s.PinnedSize()
+	pinned, err := s.PinnedSize()
 	if err != nil {
 		t.Fatal(err)
 	}

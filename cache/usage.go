@@ -147,10 +147,7 @@ func (s *Store) recordBlob(h v1.Hash) error {
 	rec := fileRecord{alloc: allocated(fi), committed: s.now().Unix()}
 	var old fileRecord
 	err = s.update(func(txn *badger.Txn) error {
-		old = fileRecord{}
-		if item, err := txn.Get(fileKey(h)); err == nil {
-			_ = item.Value(func(b []byte) error { old = parseFileRecord(b); return nil })
-		}
+		old, _, _ = fileRecordOf(txn, h)
 		return txn.Set(fileKey(h), rec.bytes())
 	})
 	if err != nil {
@@ -158,6 +155,19 @@ func (s *Store) recordBlob(h v1.Hash) error {
 	}
 	s.use.blobs.Add(rec.alloc - old.alloc)
 	return nil
+}
+
+// fileRecordOf reads h's f: record; ok is false when it has none.
+func fileRecordOf(txn *badger.Txn, h v1.Hash) (rec fileRecord, ok bool, err error) {
+	item, err := txn.Get(fileKey(h))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return fileRecord{}, false, nil
+	}
+	if err != nil {
+		return fileRecord{}, false, err
+	}
+	_ = item.Value(func(b []byte) error { rec = parseFileRecord(b); return nil })
+	return rec, true, nil
 }
 
 // unrecordBlobs removes the f: records of the digests and subtracts them
@@ -171,14 +181,14 @@ func (s *Store) unrecordBlobs(hs []v1.Hash) error {
 		err := s.update(func(txn *badger.Txn) error {
 			freed = 0
 			for _, h := range hs[:n] {
-				item, err := txn.Get(fileKey(h))
-				if errors.Is(err, badger.ErrKeyNotFound) {
-					continue
-				}
+				rec, ok, err := fileRecordOf(txn, h)
 				if err != nil {
 					return err
 				}
-				_ = item.Value(func(b []byte) error { freed += parseFileRecord(b).alloc; return nil })
+				if !ok {
+					continue
+				}
+				freed += rec.alloc
 				if err := txn.Delete(fileKey(h)); err != nil {
 					return err
 				}
@@ -210,12 +220,16 @@ func (r *reservation) release() {
 	r.once.Do(func() { r.s.use.reserved.Add(-r.n) })
 }
 
+// exceedsBound reports whether n bytes are more than the size bound (never,
+// without one).
+func (s *Store) exceedsBound(n int64) bool { return s.opts.MaxSize > 0 && n > s.opts.MaxSize }
+
 // reserve admits a write of n bytes: if it would take the cache past its
 // bound or the filesystem below MinFree, an eviction pass runs first to
 // make room; if there still is none, the write is refused with ErrNoSpace.
 func (s *Store) reserve(n int64) (*reservation, error) {
 	n = roundBlock(max(n, 0))
-	if s.opts.MaxSize > 0 && n > s.opts.MaxSize {
+	if s.exceedsBound(n) {
 		s.metrics.refused.Inc()
 		return nil, fmt.Errorf("%w: %d bytes is more than the whole bound of %d", ErrNoSpace, n, s.opts.MaxSize)
 	}
