@@ -2,7 +2,6 @@ package cache
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -102,11 +101,11 @@ func (s *Store) ImportImage(repo Repo, tags []string, manifests []*Manifest, at 
 				return err
 			}
 		}
-		moved := map[v1.Hash]bool{}
+		moved := map[dkey]v1.Hash{}
 		for _, tag := range tags {
 			var old Tag
 			if readJSON(txn, tagKey(repo, tag), &old) == nil && old.Digest != manifests[0].Digest {
-				moved[old.Digest] = true
+				moved[keyOf(old.Digest)] = old.Digest
 			}
 			if err := s.setTag(txn, repo, tag, Tag{Digest: manifests[0].Digest, Confirmed: at}); err != nil {
 				return err
@@ -132,19 +131,21 @@ func (s *Store) ImportImage(repo Repo, tags []string, manifests []*Manifest, at 
 // goes by least recent use like a pulled one; its digest stays in the
 // tag's history, pullable until evicted. Pins by name or pattern (Pin)
 // are patterns, not these keys, and stay.
-func unpinUntagged(txn *badger.Txn, moved map[v1.Hash]bool) error {
+func unpinUntagged(txn *badger.Txn, moved map[dkey]v1.Hash) error {
 	if len(moved) == 0 {
 		return nil
 	}
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("t:"), PrefetchValues: true, PrefetchSize: 100})
 	for it.Rewind(); it.Valid() && len(moved) > 0; it.Next() {
-		var t Tag
-		if it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &t) }) == nil {
-			delete(moved, t.Digest)
-		}
+		_ = it.Item().Value(func(b []byte) error {
+			if k, ok := tagTarget(b); ok {
+				delete(moved, k)
+			}
+			return nil
+		})
 	}
 	it.Close()
-	for h := range moved {
+	for _, h := range moved {
 		if err := txn.Delete(pinKey(h)); err != nil {
 			return err
 		}
