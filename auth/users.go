@@ -190,14 +190,18 @@ func (u *users) verify(user, password string) bool {
 	return true
 }
 
-// entryDigests digests each user's hash, the last entry of a user winning
-// as in the parser: what a session remembers to notice a changed
-// password, without keeping the hash itself.
+// entryDigests digests each user's hash, taking the lines parseHtpasswd
+// takes (the last accepted entry of a user wins there and here): what a
+// session remembers to notice a changed password, without keeping the
+// hash itself.
 func entryDigests(b []byte) map[string]string {
 	creds := map[string]string{}
 	for _, line := range strings.Split(string(b), "\n") {
 		user, hash, ok := strings.Cut(strings.TrimSpace(line), ":")
-		if !ok || user == "" || strings.HasPrefix(user, "#") {
+		if !ok {
+			continue
+		}
+		if m, err := htpasswd.AcceptBcrypt(hash); err != nil || m == nil {
 			continue
 		}
 		sum := sha256.Sum256([]byte(hash))
