@@ -8,6 +8,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/pullcache/pullcache/archive"
 	"github.com/pullcache/pullcache/cache"
 )
 
@@ -49,12 +50,12 @@ func (b *bundle) addSaveEntry(store *cache.Store, ref string, m *cache.Manifest)
 	if err != nil || !loadableConfig(im.Config.MediaType) {
 		return
 	}
-	e := saveEntry{Config: blobPath(im.Config.Digest), RepoTags: []string{ref}}
+	e := saveEntry{Config: archive.BlobPath(im.Config.Digest), RepoTags: []string{ref}}
 	for _, l := range im.Layers {
 		if _, ok := b.blobs[l.Digest]; !ok || !loadableLayer(l.MediaType) {
 			return
 		}
-		e.Layers = append(e.Layers, blobPath(l.Digest))
+		e.Layers = append(e.Layers, archive.BlobPath(l.Digest))
 	}
 	b.saves = append(b.saves, e)
 }
@@ -70,8 +71,6 @@ func loadableLayer(mt types.MediaType) bool {
 	}
 	return false
 }
-
-func blobPath(h v1.Hash) string { return "blobs/" + h.Algorithm + "/" + h.Hex }
 
 // saveManifest is manifest.json, or nil when no image can be loaded.
 func (b *bundle) saveManifest() ([]byte, error) {

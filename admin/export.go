@@ -263,7 +263,7 @@ func writeBlob(tw *tar.Writer, store *cache.Store, h v1.Hash) error {
 		return fmt.Errorf("blob %s: %w", h, err)
 	}
 	defer f.Close()
-	hdr := &tar.Header{Name: blobPath(h), Mode: 0o644, Size: size, ModTime: exportEpoch, Typeflag: tar.TypeReg}
+	hdr := &tar.Header{Name: archive.BlobPath(h), Mode: 0o644, Size: size, ModTime: exportEpoch, Typeflag: tar.TypeReg}
 	if err := tw.WriteHeader(hdr); err != nil {
 		return err
 	}

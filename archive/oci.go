@@ -123,7 +123,7 @@ func (r *ociReader) manifest(d v1.Descriptor, img *Image, depth int) (v1.Hash, e
 	case mt.IsImage():
 		return r.blobsOf(b, img)
 	}
-	return v1.Hash{}, fmt.Errorf("%w: %s: unsupported media type %q", ErrCorrupt, blobName(d.Digest), mt)
+	return v1.Hash{}, fmt.Errorf("%w: %s: unsupported media type %q", ErrCorrupt, BlobPath(d.Digest), mt)
 }
 
 func (r *ociReader) children(b []byte, img *Image, depth int) error {
@@ -145,7 +145,7 @@ func (r *ociReader) blobsOf(b []byte, img *Image) (v1.Hash, error) {
 		return v1.Hash{}, fmt.Errorf("%w: manifest: %v", ErrCorrupt, err)
 	}
 	for _, d := range append([]v1.Descriptor{m.Config}, m.Layers...) {
-		if len(d.URLs) > 0 && !r.t.has(blobName(d.Digest)) {
+		if len(d.URLs) > 0 && !r.t.has(BlobPath(d.Digest)) {
 			continue // a foreign layer: clients fetch it from its URLs
 		}
 		blob, err := r.blob(d)
@@ -159,7 +159,7 @@ func (r *ociReader) blobsOf(b []byte, img *Image) (v1.Hash, error) {
 
 // manifestBytes reads a manifest blob and checks it against d.
 func (r *ociReader) manifestBytes(d v1.Descriptor) ([]byte, error) {
-	name := blobName(d.Digest)
+	name := BlobPath(d.Digest)
 	b, err := r.t.readFile(name)
 	if err != nil {
 		return nil, err
@@ -179,7 +179,7 @@ func (r *ociReader) blob(d v1.Descriptor) (Blob, error) {
 	if b, ok := r.verified[d.Digest]; ok {
 		return b, nil
 	}
-	name := blobName(d.Digest)
+	name := BlobPath(d.Digest)
 	f, err := r.t.open(name)
 	if err != nil {
 		return Blob{}, err
@@ -207,7 +207,8 @@ func checkDescriptor(name string, d v1.Descriptor, got v1.Hash, size int64) erro
 	return nil
 }
 
-func blobName(h v1.Hash) string { return "blobs/" + h.Algorithm + "/" + h.Hex }
+// BlobPath is where an OCI image layout keeps the blob h.
+func BlobPath(h v1.Hash) string { return "blobs/" + h.Algorithm + "/" + h.Hex }
 
 // mediaTypeOf is the descriptor's media type, or the manifest's own
 // mediaType field when the descriptor has none.

@@ -74,7 +74,7 @@ func (r *ociReader) tagReferrers(d v1.Descriptor, subject v1.Hash) ([]Referrer, 
 	}
 	idx, err := v1.ParseIndexManifest(bytes.NewReader(b))
 	if err != nil {
-		return nil, fmt.Errorf("%w: referrers index %s: %v", ErrCorrupt, blobName(d.Digest), err)
+		return nil, fmt.Errorf("%w: referrers index %s: %v", ErrCorrupt, BlobPath(d.Digest), err)
 	}
 	out := make([]Referrer, 0, len(idx.Manifests))
 	for _, c := range idx.Manifests {
