@@ -30,18 +30,10 @@ var loadPlatform = v1.Platform{OS: "linux", Architecture: runtime.GOARCH}
 // load can read it: an image (for an index, the child of loadPlatform, if
 // it is in the bundle) with an image config and layers of the tar and
 // tar+gzip types, every one in the bundle.
-func (b *bundle) addSaveEntry(store *cache.Store, ref string, m *cache.Manifest) {
+func (b *bundle) addSaveEntry(store *cache.Store, n archive.Name, m *cache.Manifest) {
 	if m.IsIndex() {
-		var child *cache.Manifest
-		for _, d := range m.Refs {
-			if d.Platform != nil && d.Platform.Satisfies(loadPlatform) {
-				if c, err := store.Manifest(d.Digest); err == nil && !c.IsIndex() {
-					child = c
-					break
-				}
-			}
-		}
-		if child == nil {
+		child, err := platformChild(store, n, m, &loadPlatform)
+		if err != nil {
 			return
 		}
 		m = child
@@ -50,7 +42,7 @@ func (b *bundle) addSaveEntry(store *cache.Store, ref string, m *cache.Manifest)
 	if err != nil || !loadableConfig(im.Config.MediaType) {
 		return
 	}
-	e := saveEntry{Config: archive.BlobPath(im.Config.Digest), RepoTags: []string{ref}}
+	e := saveEntry{Config: archive.BlobPath(im.Config.Digest), RepoTags: []string{n.String()}}
 	for _, l := range im.Layers {
 		if _, ok := b.blobs[l.Digest]; !ok || !loadableLayer(l.MediaType) {
 			return

@@ -154,7 +154,7 @@ func (b *bundle) addImage(store *cache.Store, n archive.Name, p *v1.Platform) ([
 		MediaType: types.MediaType(m.MediaType), Size: int64(len(m.Bytes)), Digest: m.Digest,
 		Annotations: map[string]string{"org.opencontainers.image.ref.name": ref, "io.containerd.image.name": ref},
 	})
-	b.addSaveEntry(store, ref, m)
+	b.addSaveEntry(store, n, m)
 	subjects := []v1.Hash{m.Digest}
 	if m.IsIndex() {
 		subjects = append(subjects, refDigests(m)...)
