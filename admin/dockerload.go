@@ -26,9 +26,9 @@ type saveEntry struct {
 // an engine loads one image per name.
 var loadPlatform = v1.Platform{OS: "linux", Architecture: runtime.GOARCH}
 
-// addSaveEntry lists the image m names as ref for docker load, when docker
-// load can read it: an image (for an index, the child of loadPlatform, if
-// it is in the bundle) with an image config and layers of the tar and
+// addSaveEntry lists the image m names as n for docker load, when docker
+// load can read it: an image (for an index, its child for loadPlatform, if
+// that is cached) with an image config and layers of the tar and
 // tar+gzip types, every one in the bundle.
 func (b *bundle) addSaveEntry(store *cache.Store, n archive.Name, m *cache.Manifest) {
 	if m.IsIndex() {
