@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -78,6 +79,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
 
 	logs := &syncBuffer{}
 	cmd := exec.Command("containerd", "--config", config)
+	// Its stack dumps (on SIGUSR1) go to TMPDIR: the test's own directory.
+	cmd.Env = append(os.Environ(), "TMPDIR="+dir)
 	cmd.Stdout = logs
 	cmd.Stderr = logs
 	t.Logf("$ containerd --config %s", config)

@@ -157,17 +157,23 @@ func startDockerd(ctx context.Context, t *testing.T, opts dockerdOptions) *docke
 
 // env is dockerd's environment: this process's without proxy and CA
 // settings, then the refusing proxy for everything but private addresses,
-// and the CA bundle.
+// the CA bundle, and a TMPDIR in the daemon's directory (its containerd
+// writes a stack dump there when dockerd asks for one while stopping it).
 func (d *dockerDaemon) env(opts dockerdOptions) []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
 		switch strings.ToUpper(k) {
-		case "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "SSL_CERT_FILE", "SSL_CERT_DIR":
+		case "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "SSL_CERT_FILE", "SSL_CERT_DIR", "TMPDIR":
 			continue
 		}
 		env = append(env, kv)
 	}
+	tmp := filepath.Join(d.dir, "tmp")
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		d.t.Fatalf("dockerd's TMPDIR: %v", err)
+	}
+	env = append(env, "TMPDIR="+tmp)
 	// Registries the tests run are on loopback or on a bridge the test made
 	// (private addresses): reached directly. Names, Docker Hub's included,
 	// go to the proxy.
