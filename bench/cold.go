@@ -141,7 +141,6 @@ func (b *bench) rowHerd(ctx context.Context) {
 		target: target{"=", 1, ""}})
 	wall := b.rep.add(&row{id: "5b", workload: wl, metric: "wall time, s", unit: "%.2f",
 		baseline: "1 client", target: target{"≤", 1.3, "×"}})
-	gets.judged = &gets.pc
 	gets.nginx.text, wall.nginx.text = "–", "–"
 	singles := map[side]cell{}
 	var notes []string
@@ -253,7 +252,6 @@ func (b *bench) rowMemory(ctx context.Context) {
 	l := b.im.huge.Layers[0]
 	r := b.rep.add(&row{id: "6", workload: fmt.Sprintf("%d clients stream one cold %s blob", b.cfg.clients, sizeName(l.Size)),
 		metric: "peak RSS (VmHWM), MiB", unit: "%.0f", target: target{"≤", 100, " MiB"}})
-	r.judged = &r.pc
 	r.nginx.text, r.ref.text = "–", "–"
 	b.logf("row 6: pullcache")
 	b.restartPullcache(ctx)

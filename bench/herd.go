@@ -77,7 +77,6 @@ func (b *bench) rowHerdFanOut(ctx context.Context) {
 	if len(gets) > 0 {
 		r := b.rep.add(&row{id: "7 GETs", workload: "herd fan-out, every N and round",
 			metric: "upstream GETs of the layer per herd", target: target{"=", 1, ""}})
-		r.judged = &r.pc
 		r.nginx.text, r.ref.text = "–", "–"
 		r.pc = value(float64(slices.Max(gets)))
 		r.pc.text = fmt.Sprintf("%d–%d", slices.Min(gets), slices.Max(gets))

@@ -40,6 +40,25 @@ type target struct {
 
 func (t target) String() string { return fmt.Sprintf("%s%g%s", t.op, t.bound, t.unit) }
 
+// onRatio says which quantity the target names: a bound in "×" applies to
+// the ratio, any other to pullcache's own figure. One rule for a run's
+// table and for the merge of several, so both judge the same number.
+func (t target) onRatio() bool { return t.unit == "×" }
+
+// worse is whichever of a and b is further on the failing side of t.
+func (t target) worse(a, b float64) float64 {
+	switch t.op {
+	case "≥":
+		return min(a, b)
+	case "≤":
+		return max(a, b)
+	}
+	if math.Abs(a-t.bound) >= math.Abs(b-t.bound) {
+		return a
+	}
+	return b
+}
+
 func (t target) met(v float64) bool {
 	switch t.op {
 	case "≥":
@@ -52,33 +71,53 @@ func (t target) met(v float64) bool {
 }
 
 // row is one line of the results table. ratio is pullcache over the row's
-// baseline; judged is the value the target applies to (the ratio unless
-// the target is absolute).
+// baseline; the target applies to the ratio or to pc (see onRatio).
 type row struct {
 	id, workload, metric string
 	unit                 string // printf verb for the three server columns
 	pc, nginx, ref       cell
 	ratio                cell
 	baseline             string // what ratio divides by, e.g. "nginx"
-	judged               *cell
 	target               target
+	needs                []need
 	note                 string
 }
 
-// result is PASS, FAIL or "not measured".
+// need is a condition without which a row's figure does not measure what
+// the row claims (row 8 without evictions measured no eviction). It is
+// printed on a line of its own so that -merge can judge it too.
+type need struct {
+	name string
+	c    cell
+	t    target
+}
+
+// judged is the cell the row's target applies to.
+func (r *row) judged() cell {
+	if r.target.onRatio() {
+		return r.ratio
+	}
+	return r.pc
+}
+
+// result is PASS, FAIL or "not measured"; an unmet need fails the row.
 func (r *row) result() string {
-	j := r.judged
-	if j == nil {
-		j = &r.ratio
-	}
-	switch {
-	case !j.ok:
+	j := r.judged()
+	if !j.ok {
 		return "not measured"
-	case r.target.met(j.v):
-		return "PASS"
-	default:
-		return "FAIL"
 	}
+	for _, n := range r.needs {
+		if !n.c.ok {
+			return "not measured"
+		}
+		if !n.t.met(n.c.v) {
+			return fmt.Sprintf("FAIL (%s %g, needs %s)", n.name, n.c.v, n.t)
+		}
+	}
+	if r.target.met(j.v) {
+		return "PASS"
+	}
+	return "FAIL"
 }
 
 // report is the outcome of one run.
@@ -123,6 +162,7 @@ func (rep *report) write(w io.Writer) {
 			r.pc.format(r.unit), r.nginx.format(r.unit), r.ref.format(r.unit),
 			ratio, r.target, r.result(), r.note)
 	}
+	writeNeeds(w, rep.rows)
 	if len(rep.details) > 0 {
 		fmt.Fprintln(w)
 		for _, d := range rep.details {
@@ -134,6 +174,24 @@ func (rep *report) write(w io.Writer) {
 		for _, e := range rep.errs {
 			fmt.Fprintf(w, "- %s\n", strings.ReplaceAll(e, "\n", " "))
 		}
+	}
+}
+
+// needLinePrefix starts the line a need is printed on under the table,
+// and read back by -merge: "- row 8 needs evictions ≥1: 30".
+const needLinePrefix = "- row "
+
+// writeNeeds prints every row's needs, one line each.
+func writeNeeds(w io.Writer, rows []*row) {
+	var lines []string
+	for _, r := range rows {
+		for _, n := range r.needs {
+			lines = append(lines, fmt.Sprintf("%s%s needs %s %s: %s", needLinePrefix, r.id, n.name, n.t, n.c.format("%g")))
+		}
+	}
+	if len(lines) > 0 {
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, strings.Join(lines, "\n"))
 	}
 }
 
