@@ -19,84 +19,59 @@ func (s *Server) serveBlob(w *recorder, r *http.Request, up Upstream, req Reques
 	repo := cache.Repo{Registry: req.Registry, Name: req.Repo}
 	d := req.Digest
 	setBlobHeaders(w.Header(), d)
-	if file, err := s.store.LendBlob(d); err == nil {
-		defer file.Close()
-		if err := s.authorizeBlob(r.Context(), up, repo, d); err != nil {
-			return err
-		}
-		w.setSource(fromCache)
-		s.metrics.cache.WithLabelValues("blob", string(fromCache)).Inc()
-		serveContent(w, r, file.Size(), file)
-		return nil
+	// The one call into the store: it lends the stored file, or joins the
+	// fill in flight, or starts one, and retries when an eviction races it.
+	b, err := s.store.Blob(r.Context(), cache.BlobRequest{
+		Digest: d, Repo: repo, Source: s.blobSource(up, repo, d),
+		// Bounds the wait for the upstream's answer; the bytes are then
+		// sent on the request's own context.
+		Wait:       s.opts.ResponseTimeout,
+		StoredOnly: s.opts.Offline, // no fill: there is nothing to fill from
+		SizeOnly:   r.Method == http.MethodHead,
+		Ranged:     r.Header.Get("Range") != "",
+	})
+	switch {
+	case errors.Is(err, cache.ErrNotFound) && s.opts.Offline:
+		return offlineErr(CodeBlobUnknown, "blob")
+	case errors.Is(err, cache.ErrNotFound) && r.Method == http.MethodHead:
+		return s.headColdBlob(r.Context(), w, up, repo, d)
+	case err != nil:
+		return blobError(err, d)
 	}
-	if s.opts.Offline {
-		return offlineErr(CodeBlobUnknown, "blob") // no fill: there is nothing to fill from
+	defer b.Close()
+	if b.Started() {
+		s.metrics.fills.Inc()
 	}
-	// ctx bounds the wait for the upstream's answer; the bytes are then
-	// sent on the request's own context.
-	ctx, cancel := s.waitContext(r.Context())
-	defer cancel()
-	if r.Method == http.MethodHead {
-		return s.headColdBlob(ctx, w, up, repo, d)
-	}
-	f, rd, started, err := s.openFill(ctx, r, up, repo, d)
-	if err != nil {
-		return err
-	}
-	defer rd.Close()
 	src := fromUpstream
-	if !started && f.Complete() {
-		src = fromCache // verified, still being committed: no upstream byte is awaited
+	if b.Cached() {
+		src = fromCache // stored, or verified and still being committed: no upstream byte is awaited
 	}
 	w.setSource(src)
+	switch {
+	case b.Stored():
+		s.metrics.cache.WithLabelValues("blob", string(src)).Inc()
+		serveContent(w, r, b.Size(), b)
+		return nil
+	case !b.Readable(): // a HEAD answered by a fill in flight
+		w.Header().Set("Content-Length", strconv.FormatInt(b.Size(), 10))
+		return nil
+	}
 	s.metrics.cache.WithLabelValues("blob", string(src)).Inc()
-	return streamFill(w, r, f, rd)
+	return streamFill(w, r, b)
 }
 
-// openFill joins or starts d's fill and opens a reader of it. A fill that
-// had ended by then (the blob was committed when StartFill looked, or
-// every earlier reader had left) opens the committed file only now: if an
-// eviction pass deleted the blob in between, it is a miss again and is
-// fetched as a cold GET would fetch it, instead of failing.
-func (s *Server) openFill(ctx context.Context, r *http.Request, up Upstream, repo cache.Repo, d v1.Hash) (*cache.Fill, *cache.FillReader, bool, error) {
-	for attempt := 0; ; attempt++ {
-		if s.beforeJoin != nil {
-			s.beforeJoin()
-		}
-		f, started, err := s.joinFill(ctx, up, repo, d)
-		if err != nil {
-			return nil, nil, false, err
-		}
-		if s.beforeRead != nil {
-			s.beforeRead(f)
-		}
-		rd, err := newFillReader(r, f)
-		// Twice at most: a blob evicted again right after its refetch is
-		// a miss for this request (404), not a loop.
-		if errors.Is(err, cache.ErrNotFound) && attempt < 2 {
-			continue
-		}
-		if err != nil {
-			return nil, nil, false, err
-		}
-		return f, rd, started, nil
+// blobError is the wire error of a failed blob request: a wait for the
+// upstream that ran out, a failed fill (fillError), or the error as it is.
+func blobError(err error, d v1.Hash) error {
+	var we *cache.WaitError
+	var fe *cache.FillError
+	switch {
+	case errors.As(err, &fe):
+		return fillError(fe.Err, time.Now())
+	case errors.As(err, &we):
+		return waitErrOf(we.Err, "the upstream's answer for blob "+d.String())
 	}
-}
-
-// newFillReader opens a reader of f for r. A range of a blob of unknown
-// size waits for the fill to finish first.
-func newFillReader(r *http.Request, f *cache.Fill) (*cache.FillReader, error) {
-	if f.Size() < 0 && r.Header.Get("Range") != "" {
-		select {
-		case <-f.Done():
-		case <-r.Context().Done():
-			return nil, r.Context().Err()
-		}
-		if err := f.Err(); err != nil {
-			return nil, fillError(err, time.Now())
-		}
-	}
-	return f.NewReader(r.Context())
+	return err
 }
 
 // plainGET: a GET of the whole blob, with nothing for ServeContent to decide.
@@ -115,40 +90,67 @@ func setBlobHeaders(h http.Header, d v1.Hash) {
 	h.Set("Cache-Control", "max-age=31536000, immutable")
 }
 
-// authorizeBlob checks that repo may serve d: linked to it, or confirmed by
-// the upstream. Knowing a digest is not enough to read it (MISSION.md).
-func (s *Server) authorizeBlob(ctx context.Context, up Upstream, repo cache.Repo, d v1.Hash) error {
-	if s.store.Linked(repo, d) {
-		return nil
-	}
-	key := negativeKey("blob", repo, d.String())
-	if err := s.negative.lookup(key); err != nil {
+// blobSource is a blob's upstream side for the store: its bytes, the
+// confirmation that a repository has it, and the refusals remembered.
+type blobSource struct {
+	s    *Server
+	up   Upstream
+	repo cache.Repo
+	d    v1.Hash
+	key  string // the negative cache's
+}
+
+func (s *Server) blobSource(up Upstream, repo cache.Repo, d v1.Hash) blobSource {
+	return blobSource{s: s, up: up, repo: repo, d: d, key: negativeKey("blob", repo, d.String())}
+}
+
+// Confirm asks the upstream whether repo has d, when the store has d but
+// no link of it to repo: knowing a digest is not enough to read it
+// (MISSION.md). The store links it on success.
+func (b blobSource) Confirm(ctx context.Context) error {
+	if err := b.s.negative.lookup(b.key); err != nil {
 		return err
 	}
-	ctx, cancel := s.waitContext(ctx)
+	ctx, cancel := b.s.waitContext(ctx)
 	defer cancel()
-	_, err := s.flight(ctx, "confirm-blob "+repo.String()+"@"+d.String(), func(ctx context.Context) (any, error) {
-		if err := s.negative.lookup(key); err != nil {
+	_, err := b.s.flight(ctx, "confirm-blob "+b.repo.String()+"@"+b.d.String(), func(ctx context.Context) (any, error) {
+		if err := b.s.negative.lookup(b.key); err != nil {
 			return nil, err
 		}
-		if _, err := up.HeadBlob(ctx, repo.Name, d); err != nil {
-			s.negative.remember(key, err)
-			return nil, err
-		}
-		return nil, s.store.Link(repo, d)
+		_, err := b.up.HeadBlob(ctx, b.repo.Name, b.d)
+		b.s.negative.remember(b.key, err)
+		return nil, err
 	})
 	return err
 }
 
-// headColdBlob answers HEAD for a blob that is not cached: from its fill
-// when one runs (size and digest are known), else from the upstream's
-// HEAD, without fetching the bytes.
-func (s *Server) headColdBlob(ctx context.Context, w *recorder, up Upstream, repo cache.Repo, d v1.Hash) error {
-	if f, ok := s.store.InFlight(d); ok {
-		if done, err := s.headFromFill(ctx, w, up, repo, f); done || err != nil {
-			return err
-		}
+// Refused is the upstream's recent "not found" for repo's d, if any.
+func (b blobSource) Refused() error { return b.s.negative.lookup(b.key) }
+
+// Open opens the blob upstream for a fill. An upstream 404 is remembered
+// (before the fill ends, so no request can start another fill in between)
+// and marked as a miss for the cache, which then does not warn.
+func (b blobSource) Open(ctx context.Context, offset int64) (io.ReadCloser, int64, error) {
+	// Checked again here: a request that looked before the last fill
+	// failed may start this one after it.
+	err := b.s.negative.lookup(b.key)
+	var body io.ReadCloser
+	var size int64
+	if err == nil {
+		body, size, err = b.up.GetBlob(ctx, b.repo.Name, b.d, offset)
+		b.s.negative.remember(b.key, err)
 	}
+	if upstream.KindOf(err) == upstream.NotFound {
+		err = fmt.Errorf("%w: %w", cache.ErrSourceNotFound, err)
+	}
+	return body, size, err
+}
+
+// headColdBlob answers HEAD for a blob neither stored nor being filled
+// with a known size: from the upstream's HEAD, without fetching the bytes.
+func (s *Server) headColdBlob(ctx context.Context, w *recorder, up Upstream, repo cache.Repo, d v1.Hash) error {
+	ctx, cancel := s.waitContext(ctx)
+	defer cancel()
 	key := negativeKey("blob", repo, d.String())
 	if err := s.negative.lookup(key); err != nil {
 		return err
@@ -165,126 +167,29 @@ func (s *Server) headColdBlob(ctx context.Context, w *recorder, up Upstream, rep
 	return nil
 }
 
-// headFromFill answers HEAD from a fill in flight once its source has
-// answered; done is false when the fill does not know the size.
-func (s *Server) headFromFill(ctx context.Context, w *recorder, up Upstream, repo cache.Repo, f *cache.Fill) (done bool, err error) {
-	d := f.Digest()
-	if f.Origin != repo.String() {
-		if err := s.authorizeBlob(ctx, up, repo, d); err != nil {
-			return false, err
-		}
-	}
-	select {
-	case <-f.Ready():
-	case <-ctx.Done():
-		return false, waitErr(ctx, "the upstream's answer for blob "+d.String())
-	}
-	if err := f.Err(); err != nil {
-		return false, fillError(err, time.Now())
-	}
-	size := f.Size()
-	if size < 0 {
-		size = s.knownSize(d)
-	}
-	if size < 0 {
-		return false, nil
-	}
-	w.setSource(fromUpstream)
-	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
-	return true, nil
-}
-
-// joinFill returns the fill of d that repo may read, starting one if none
-// runs. A fill started for another repository is joined only once repo is
-// known to have the blob; if that fill failed to open, repo tries its own.
-func (s *Server) joinFill(ctx context.Context, up Upstream, repo cache.Repo, d v1.Hash) (*cache.Fill, bool, error) {
-	if err := s.negative.lookup(negativeKey("blob", repo, d.String())); err != nil {
-		return nil, false, err
-	}
-	for attempt := 0; ; attempt++ {
-		f, started, err := s.store.StartFill(d, s.knownSize(d), repo.String(), s.blobSource(up, repo, d))
-		if err != nil {
-			return nil, false, err
-		}
-		if started {
-			s.metrics.fills.Inc()
-		}
-		if !started && f.Origin != repo.String() {
-			if err := s.authorizeBlob(ctx, up, repo, d); err != nil {
-				return nil, false, err
-			}
-		}
-		select {
-		case <-f.Ready():
-		case <-ctx.Done():
-			return nil, false, waitErr(ctx, "the upstream's answer for blob "+d.String())
-		}
-		err = f.Err()
-		if err == nil {
-			if started {
-				if lerr := s.store.Link(repo, d); lerr != nil {
-					s.log.Warn("link blob", "repo", repo.String(), "digest", d.String(), "err", lerr)
-				}
-			}
-			return f, started, nil
-		}
-		if started || f.Origin == repo.String() || attempt > 0 {
-			return nil, false, fillError(err, time.Now())
-		}
-	}
-}
-
-func (s *Server) knownSize(d v1.Hash) int64 {
-	if n, err := s.store.BlobSize(d); err == nil {
-		return n
-	}
-	return -1
-}
-
-// blobSource opens the blob upstream for a fill. An upstream 404 is
-// remembered (before the fill ends, so no request can start another fill
-// in between) and marked as a miss for the cache, which then does not warn.
-func (s *Server) blobSource(up Upstream, repo cache.Repo, d v1.Hash) cache.Source {
-	key := negativeKey("blob", repo, d.String())
-	return func(ctx context.Context, offset int64) (io.ReadCloser, int64, error) {
-		// Checked again here: a request that looked before the last fill
-		// failed may start this one after it.
-		err := s.negative.lookup(key)
-		var body io.ReadCloser
-		var size int64
-		if err == nil {
-			body, size, err = up.GetBlob(ctx, repo.Name, d, offset)
-			s.negative.remember(key, err)
-		}
-		if upstream.KindOf(err) == upstream.NotFound {
-			err = fmt.Errorf("%w: %w", cache.ErrSourceNotFound, err)
-		}
-		return body, size, err
-	}
-}
-
-// streamFill sends a blob from rd while its fill f grows. With a known
+// streamFill sends a blob from b while its fill grows. With a known
 // size, http.ServeContent handles Range (waiting for bytes not there yet).
 // If the fill fails after headers went out, the connection is aborted so
 // the client sees a broken transfer, never a complete-looking short one.
-func streamFill(w *recorder, r *http.Request, f *cache.Fill, rd *cache.FillReader) error {
+func streamFill(w *recorder, r *http.Request, b *cache.Blob) error {
 	var err error
 	rc := http.NewResponseController(w)
-	rd.BeforeWait = func() { _ = rc.Flush() }
+	b.OnWait(func() { _ = rc.Flush() })
+	size := b.Size()
 	switch {
-	case f.Size() >= 0 && plainGET(r):
+	case size >= 0 && plainGET(r):
 		// The common case, a whole blob: sent with sendfile as it grows.
-		w.Header().Set("Content-Length", strconv.FormatInt(f.Size(), 10))
+		w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
 		w.WriteHeader(http.StatusOK)
-		_, err = rd.WriteTo(w)
-	case f.Size() >= 0:
+		_, err = b.WriteTo(w)
+	case size >= 0:
 		// Range and conditional requests: ServeContent waits for bytes
 		// not there yet through the reader's Read.
-		serveContent(w, r, f.Size(), rd)
+		serveContent(w, r, size, b)
 	case r.Method != http.MethodHead:
-		_, err = rd.WriteTo(w)
+		_, err = b.WriteTo(w)
 	}
-	if rd.Failed != nil || err != nil {
+	if b.Failed() != nil || err != nil {
 		panic(http.ErrAbortHandler)
 	}
 	return nil

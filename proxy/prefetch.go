@@ -75,7 +75,7 @@ func (s *Server) wantPlatform(p *v1.Platform) bool {
 }
 
 func (s *Server) prefetchBlob(ctx context.Context, up Upstream, repo cache.Repo, d cache.Descriptor) {
-	f, _, err := s.store.StartFill(d.Digest, d.Size, repo.String(), s.blobSource(up, repo, d.Digest))
+	f, _, err := s.store.StartFill(d.Digest, d.Size, repo.String(), s.blobSource(up, repo, d.Digest).Open)
 	if err != nil {
 		s.metrics.prefetch.WithLabelValues("failed").Inc()
 		return

@@ -119,11 +119,6 @@ type Server struct {
 	bg       sync.WaitGroup
 	bgCtx    context.Context
 	bgCancel context.CancelFunc
-	// beforeJoin and beforeRead, set by tests, run before a cold blob GET
-	// joins a fill and between joining it and opening its reader: where a
-	// fill may commit the blob and an eviction pass delete it again.
-	beforeJoin func()
-	beforeRead func(*cache.Fill)
 }
 
 // New returns a Server.

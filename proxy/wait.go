@@ -35,8 +35,13 @@ func (s *Server) waitFor(ctx context.Context, haveCopy bool) (context.Context, c
 // the wait ran out (the upstream is silent or slow), or the client's own
 // cancellation (logged as 499, never sent).
 func waitErr(ctx context.Context, what string) error {
-	cause := fmt.Errorf("waiting for %s: %w", what, ctx.Err())
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+	return waitErrOf(ctx.Err(), what)
+}
+
+// waitErrOf is waitErr of a wait that ended with the context error err.
+func waitErrOf(err error, what string) error {
+	cause := fmt.Errorf("waiting for %s: %w", what, err)
+	if errors.Is(err, context.DeadlineExceeded) {
 		return newError(http.StatusServiceUnavailable, CodeUnavailable,
 			"the upstream registry did not answer in time (it is still being asked; try again)").withCause(cause)
 	}
