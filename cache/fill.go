@@ -391,7 +391,7 @@ func (s *Store) StartFill(h v1.Hash, size int64, origin string, open Source) (f 
 	}
 	tmp, err := os.CreateTemp(filepath.Join(s.dir, "tmp"), h.Hex+"-*")
 	if err != nil {
-		return nil, false, noSpace(fmt.Errorf("create temp file: %w", err))
+		return nil, false, diskError("create temp file in", filepath.Join(s.dir, "tmp", h.Hex), err)
 	}
 	f = newFill(h, origin, tmp.Name())
 	f.file, f.refs = tmp, 1 // the fill's own reference
@@ -436,7 +436,11 @@ func (s *Store) runFill(ctx context.Context, cancel context.CancelFunc, f *Fill,
 	f.room.release()
 	if err != nil {
 		os.Remove(tmpName)
-		s.log.Log(ctx, fillFailureLevel(err), "fill failed", "digest", f.digest.String(), "origin", f.Origin, "err", err)
+		level := fillFailureLevel(err)
+		s.log.Log(ctx, level, "fill failed", append([]any{"digest", f.digest.String(), "origin", f.Origin, "err", err}, failureAttrs(err)...)...)
+		if level == failureLevelWarn {
+			s.metrics.fillFailures.WithLabelValues(failureCause(err)).Inc()
+		}
 		if errors.Is(err, ErrNoSpace) {
 			s.kickEviction()
 		}
@@ -551,7 +555,7 @@ func (s *Store) copyFill(at attempt, f *Fill, h hash.Hash, size, n int64) (int64
 				return n, fmt.Errorf("%w: more than %d bytes", ErrSizeMismatch, size)
 			}
 			if _, err := f.file.WriteAt(buf[:k], n); err != nil {
-				return n, noSpace(fmt.Errorf("write temp file: %w", err))
+				return n, diskError("write", f.file.Name(), err)
 			}
 			n += int64(k)
 			// Readers may send these bytes while they are hashed: only the
@@ -578,14 +582,14 @@ func (s *Store) copyFill(at attempt, f *Fill, h hash.Hash, size, n int64) (int64
 // commit makes the verified temp file durable and moves it into place.
 func (s *Store) commit(f *Fill, tmpName string) error {
 	if err := f.file.Sync(); err != nil {
-		return noSpace(fmt.Errorf("sync blob: %w", err))
+		return diskError("sync", tmpName, err)
 	}
 	dst := s.blobPath(f.digest)
 	if err := os.MkdirAll(filepath.Dir(dst), 0o750); err != nil {
-		return fmt.Errorf("create blob dir: %w", err)
+		return diskError("create blob dir", filepath.Dir(dst), err)
 	}
 	if err := os.Rename(tmpName, dst); err != nil {
-		return fmt.Errorf("commit blob: %w", err)
+		return diskError("commit blob to", dst, err)
 	}
 	f.mu.Lock()
 	f.path = dst

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -55,14 +56,16 @@ func newFailures(base time.Duration) *failures {
 }
 
 // note records how a fill ended. Misses and a closing store are not
-// failures of the blob (the proxy remembers misses per repository).
+// failures of the blob (the proxy remembers misses per repository), and a
+// failure of the mirror's own disk is not the source's: the first request
+// after space returns fetches.
 func (fs *failures) note(h v1.Hash, origin string, err error, now time.Time) {
 	k := failureKey{h, origin}
 	if err == nil {
 		fs.entries.Remove(k)
 		return
 	}
-	if fillFailureLevel(err) != failureLevelWarn {
+	if fillFailureLevel(err) != failureLevelWarn || IsLocal(err) {
 		return
 	}
 	prev, ok := fs.entries.Get(k)
@@ -82,13 +85,36 @@ func (fs *failures) backoff(count int) time.Duration {
 }
 
 // recent returns the failure that keeps h from origin from being fetched
-// now, if any.
+// now, if any. A failure whose cause has passed is forgotten here.
 func (fs *failures) recent(h v1.Hash, origin string, now time.Time) (*RecentFailure, bool) {
-	f, ok := fs.entries.Get(failureKey{h, origin})
+	k := failureKey{h, origin}
+	f, ok := fs.entries.Get(k)
 	if !ok || !now.Before(f.until) {
 		return nil, false
 	}
+	if over(f.err) {
+		fs.entries.Remove(k)
+		return nil, false
+	}
 	return &RecentFailure{Err: f.err, Until: f.until}, true
+}
+
+// passing is a failure that can tell when its cause has passed: an
+// upstream that could not be reached (upstream.Error) is over as soon as
+// its registry answers again, however long the backoff still runs, so
+// that recovery follows the upstream, not a timer. Over must be cheap: it
+// is asked under the fills' lock.
+type passing interface{ Over() bool }
+
+// over reports whether the cause of a remembered failure has passed. Bytes
+// that did not match their digest or size keep their own backoff whatever
+// the source says of itself.
+func over(err error) bool {
+	if errors.Is(err, ErrDigestMismatch) || errors.Is(err, ErrSizeMismatch) {
+		return false
+	}
+	var p passing
+	return errors.As(err, &p) && p.Over()
 }
 
 // failedFill is a finished fill that failed with err.

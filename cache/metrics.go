@@ -16,6 +16,9 @@ type storeMetrics struct {
 	readOnly  prometheus.Gauge
 	idxRefuse prometheus.Counter
 	verify    *prometheus.GaugeVec
+	// fillFailures counts fills that failed, by cause (local, mismatch,
+	// source): a full disk is the operator's to fix, not the upstream's.
+	fillFailures *prometheus.CounterVec
 }
 
 func newStoreMetrics(reg prometheus.Registerer, bound int64) *storeMetrics {
@@ -40,10 +43,16 @@ func newStoreMetrics(reg prometheus.Registerer, bound int64) *storeMetrics {
 			Help: "Index writes refused because the disk was too full."}),
 		verify: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pullcache_verify_problems",
 			Help: "Problems the last verify found, by kind."}, []string{"kind"}),
+		fillFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pullcache_fill_failures_total",
+			Help: "Blob fills that failed, by cause: local (the mirror's disk or size bound), mismatch (bytes that did not match their digest or size), source (the upstream failed or broke off)."},
+			[]string{"cause"}),
 	}
 	m.bound.Set(float64(bound))
+	for _, cause := range []string{"local", "mismatch", "source"} {
+		m.fillFailures.WithLabelValues(cause)
+	}
 	if reg != nil {
-		reg.MustRegister(m.bytes, m.bound, m.pinned, m.evictions, m.freed, m.passes, m.refused, m.readOnly, m.idxRefuse, m.verify)
+		reg.MustRegister(m.bytes, m.bound, m.pinned, m.evictions, m.freed, m.passes, m.refused, m.readOnly, m.idxRefuse, m.verify, m.fillFailures)
 	}
 	return m
 }
