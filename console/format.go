@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/dustin/go-humanize"
 )
 
 var funcs = template.FuncMap{
@@ -40,19 +42,9 @@ func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
 
 func urlQueryEscape(s string) string { return url.QueryEscape(s) }
 
-// humanBytes is n in binary units, e.g. "3.2 MiB".
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
+// humanBytes is n in binary units, e.g. "3.2 MiB" (sizes here are never
+// negative; a negative n reads as 0).
+func humanBytes(n int64) string { return humanize.IBytes(uint64(max(n, 0))) }
 
 // humanCount is n with thousands separated: 1 234 567.
 func humanCount(n int64) string {

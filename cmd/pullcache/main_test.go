@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -145,5 +146,32 @@ func TestUsageErrors(t *testing.T) {
 				t.Errorf("stderr line %q does not name the problem (%q)", last, tc.want)
 			}
 		})
+	}
+}
+
+// TestIsTerminalOnlyForTerminals: progress bars are drawn on terminals
+// only; a file, a pipe, a buffer and /dev/null (a character device, which
+// the mode bits alone took for a terminal) get plain lines.
+func TestIsTerminalOnlyForTerminals(t *testing.T) {
+	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer null.Close()
+	file, err := os.Create(filepath.Join(t.TempDir(), "out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	for name, out := range map[string]io.Writer{"/dev/null": null, "a file": file, "a pipe": w, "a buffer": &bytes.Buffer{}} {
+		if isTerminal(out) {
+			t.Errorf("%s is taken for a terminal", name)
+		}
 	}
 }

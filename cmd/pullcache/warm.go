@@ -15,8 +15,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/term"
 
 	"github.com/pullcache/pullcache/admin"
 	"github.com/pullcache/pullcache/config"
@@ -167,15 +169,11 @@ func warmInProcess(ctx context.Context, cfg config.Config, opts admin.WarmOption
 	return results, nil
 }
 
-// isTerminal reports whether w is a character device (a terminal), where
-// progress bars are drawn; elsewhere plain lines are written.
+// isTerminal reports whether w is a terminal, where progress bars are
+// drawn; elsewhere (a file, a pipe, /dev/null) plain lines are written.
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 // progressView shows warm progress: on a terminal one bar per image,
@@ -248,18 +246,8 @@ func barLine(img string, p admin.Progress) string {
 	return fmt.Sprintf("%-40s [%s%s] %s", img, strings.Repeat("=", filled), strings.Repeat(" ", width-filled), status)
 }
 
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
+// humanBytes is n in binary units, e.g. "3.2 MiB" (a negative n reads as 0).
+func humanBytes(n int64) string { return humanize.IBytes(uint64(max(n, 0))) }
 
 // summary prints the totals and returns an error naming every failed image.
 func (v *progressView) summary(results []admin.WarmResult) error {
