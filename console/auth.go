@@ -201,18 +201,12 @@ func cookie(r *http.Request, name, value string, maxAge int) *http.Cookie {
 }
 
 // sameOrigin refuses a state-changing request that a browser says came
-// from another site. Browsers send Origin on every POST; a request
-// without it is not a browser's, and the CSRF token still applies.
+// from another site: Sec-Fetch-Site, else Origin against Host, as
+// net/http's CrossOriginProtection decides. Browsers send one of them on
+// every POST; a request with neither is not a browser's, and the CSRF token
+// still applies.
 func sameOrigin(r *http.Request) bool {
-	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
-		return false
-	}
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return true
-	}
-	u, err := url.Parse(origin)
-	return err == nil && u.Host == r.Host
+	return http.NewCrossOriginProtection().Check(r) == nil
 }
 
 // checkCSRF: a state-changing request must carry the session's CSRF token

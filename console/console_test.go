@@ -344,6 +344,7 @@ func forged(e *env, b *browser) []forgedCase {
 		{"wrong token", []string{"Origin", e.srv.URL, "X-CSRF-Token", "wrong"}},
 		{"other site", []string{"Origin", "http://evil.example", "X-CSRF-Token", b.csrf}},
 		{"cross-site fetch", []string{"Sec-Fetch-Site", "cross-site", "X-CSRF-Token", b.csrf}},
+		{"same-site fetch", []string{"Sec-Fetch-Site", "same-site", "Origin", e.srv.URL, "X-CSRF-Token", b.csrf}},
 	}
 }
 
