@@ -149,6 +149,16 @@ func unpack(r io.Reader, dir string, limit int64) (*tree, error) {
 	if limit > 0 {
 		t.left = limit
 	}
+	// Every file is written through root, which the kernel keeps inside dir
+	// whatever the names checked below let through.
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
 	tr := tar.NewReader(rc)
 	last := "(start of archive)"
 	for {
@@ -160,31 +170,37 @@ func unpack(r io.Reader, dir string, limit int64) (*tree, error) {
 			return nil, fmt.Errorf("%w: after entry %s: %v", ErrCorrupt, last, err)
 		}
 		last = hdr.Name
-		if err := t.add(tr, hdr); err != nil {
+		if err := t.add(root, tr, hdr); err != nil {
 			return nil, err
 		}
 	}
 	if len(t.files) == 0 && len(t.links) == 0 {
 		return nil, fmt.Errorf("%w: no entries (not a tar archive?)", ErrCorrupt)
 	}
-	return t, t.resolveLinks()
+	return t, t.resolveLinks(root)
 }
 
 // cleanName checks an entry name and returns it cleaned, relative, with
-// forward slashes.
+// forward slashes. A ".." anywhere is refused, also where cleaning would
+// cancel it (a/../b) and beside a backslash (..\b, a Windows writer's
+// separator): filepath.IsLocal alone accepts those.
 func cleanName(name string) (string, error) {
-	if strings.HasPrefix(name, "/") || filepath.IsAbs(name) {
-		return "", fmt.Errorf("%w: entry %s: absolute path", ErrUnsafe, name)
+	clean := path.Clean(name)
+	if !filepath.IsLocal(filepath.FromSlash(clean)) {
+		if strings.HasPrefix(clean, "/") {
+			return "", fmt.Errorf("%w: entry %s: absolute path", ErrUnsafe, name)
+		}
+		return "", fmt.Errorf("%w: entry %s: path leaves the archive", ErrUnsafe, name)
 	}
 	for _, part := range strings.Split(strings.ReplaceAll(name, `\`, "/"), "/") {
 		if part == ".." {
 			return "", fmt.Errorf("%w: entry %s: path leaves the archive", ErrUnsafe, name)
 		}
 	}
-	return path.Clean(name), nil
+	return clean, nil
 }
 
-func (t *tree) add(tr *tar.Reader, hdr *tar.Header) error {
+func (t *tree) add(root *os.Root, tr *tar.Reader, hdr *tar.Header) error {
 	name, err := cleanName(hdr.Name)
 	if err != nil {
 		return err
@@ -201,7 +217,7 @@ func (t *tree) add(tr *tar.Reader, hdr *tar.Header) error {
 		return nil // directories are made as files need them; a global PAX header is metadata
 	//lint:ignore SA1019 TypeRegA ('\x00') is what old tar writers put on regular files.
 	case tar.TypeReg, tar.TypeRegA:
-		return t.writeFile(tr, hdr, name)
+		return t.writeFile(root, tr, hdr, name)
 	case tar.TypeSymlink:
 		return t.addLink(hdr, name, path.Join(path.Dir(name), hdr.Linkname))
 	case tar.TypeLink:
@@ -236,18 +252,18 @@ func (t *tree) addLink(hdr *tar.Header, name, target string) error {
 	return nil
 }
 
-func (t *tree) writeFile(tr *tar.Reader, hdr *tar.Header, name string) error {
+func (t *tree) writeFile(root *os.Root, tr *tar.Reader, hdr *tar.Header, name string) error {
 	if t.left >= 0 {
 		if hdr.Size > t.left {
 			return fmt.Errorf("%w: entry %s: the archive unpacks to more than the limit", ErrCorrupt, hdr.Name)
 		}
 		t.left -= hdr.Size
 	}
-	dst := filepath.Join(t.dir, filepath.FromSlash(name))
-	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+	dst := filepath.FromSlash(name)
+	if err := root.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
 		return fmt.Errorf("entry %s: %w", hdr.Name, err)
 	}
-	f, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	f, err := root.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("entry %s: %w", hdr.Name, err)
 	}
@@ -268,18 +284,17 @@ func (t *tree) writeFile(tr *tar.Reader, hdr *tar.Header, name string) error {
 
 // resolveLinks follows each link (through chains of links, bounded) to a
 // regular file of the archive and hard-links it into place.
-func (t *tree) resolveLinks() error {
+func (t *tree) resolveLinks(root *os.Root) error {
 	for name := range t.links {
 		target, err := t.follow(name)
 		if err != nil {
 			return err
 		}
-		src := filepath.Join(t.dir, filepath.FromSlash(target))
-		dst := filepath.Join(t.dir, filepath.FromSlash(name))
-		if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+		src, dst := filepath.FromSlash(target), filepath.FromSlash(name)
+		if err := root.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
 			return fmt.Errorf("entry %s: %w", name, err)
 		}
-		if err := os.Link(src, dst); err != nil {
+		if err := root.Link(src, dst); err != nil {
 			return fmt.Errorf("entry %s: %w", name, err)
 		}
 	}
@@ -310,7 +325,9 @@ func (t *tree) open(name string) (*os.File, error) {
 	if !t.files[clean] && t.links[clean] == "" {
 		return nil, fmt.Errorf("%w: %s is not in the archive", ErrCorrupt, name)
 	}
-	return os.Open(filepath.Join(t.dir, filepath.FromSlash(clean)))
+	// In the root: a link planted in an unpacked or scanned directory
+	// cannot lead the read outside it.
+	return os.OpenInRoot(t.dir, filepath.FromSlash(clean))
 }
 
 // readFile reads a small file of the tree (JSON metadata), bounded.

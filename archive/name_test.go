@@ -1,6 +1,9 @@
 package archive
 
-import "testing"
+import (
+	"errors"
+	"testing"
+)
 
 func TestParseName(t *testing.T) {
 	cases := []struct{ in, registry, want string }{
@@ -28,5 +31,26 @@ func TestParseName(t *testing.T) {
 func TestParseNameRejectsGarbage(t *testing.T) {
 	if _, err := ParseName("UPPER/Case:!!", ""); err == nil {
 		t.Error("ParseName accepted an invalid reference")
+	}
+}
+
+// TestCleanName: entry names that leave the archive stay refused, and the
+// names a save or layout writes keep their cleaned form.
+func TestCleanName(t *testing.T) {
+	for _, name := range []string{
+		"/etc/passwd", "/", "//x", "..", "../x", "a/../../x", "a/../b", "./..",
+		`..\x`, `a\..\b`, `a/..\b`, "blobs/sha256/../../../x",
+	} {
+		if got, err := cleanName(name); !errors.Is(err, ErrUnsafe) {
+			t.Errorf("cleanName(%q) = %q, %v; want ErrUnsafe", name, got, err)
+		}
+	}
+	for name, want := range map[string]string{
+		"manifest.json": "manifest.json", "./index.json": "index.json", "a//b/": "a/b",
+		".": ".", "./": ".", "": ".", "blobs/sha256/ab": "blobs/sha256/ab", "a..b/c..": "a..b/c..",
+	} {
+		if got, err := cleanName(name); err != nil || got != want {
+			t.Errorf("cleanName(%q) = %q, %v; want %q", name, got, err, want)
+		}
 	}
 }
