@@ -112,6 +112,8 @@ type Config struct {
 	Pin []string `yaml:"pin"`
 	// Log configures the log output.
 	Log Log `yaml:"log"`
+	// Cluster makes this server a member of a cluster. Default: none.
+	Cluster Cluster `yaml:"cluster"`
 }
 
 // Registry is one upstream registry.
@@ -303,7 +305,7 @@ func (c Config) Validate() error {
 	for _, p := range c.Pin {
 		errs = append(errs, validPin(p))
 	}
-	errs = append(errs, validLog(c.Log), c.validateSecurity())
+	errs = append(errs, validLog(c.Log), c.validateSecurity(), c.Cluster.validate())
 	return errors.Join(errs...)
 }
 

@@ -81,6 +81,10 @@ var settings = []setting{
 	{"max-connections", "PULLCACHE_MAX_CONNECTIONS", "connections open at once, 0 no limit (default 10000)", intSetting(func(c *Config) *int { return &c.Limits.MaxConnections }), false},
 	{"max-connections-per-client", "PULLCACHE_MAX_CONNECTIONS_PER_CLIENT", "connections open at once per client address, 0 no limit (default 0)", intSetting(func(c *Config) *int { return &c.Limits.MaxConnectionsPerClient }), false},
 	{"max-requests-per-client", "PULLCACHE_MAX_REQUESTS_PER_CLIENT", "requests in flight per client address, beyond it 429; 0 no limit (default 0)", intSetting(func(c *Config) *int { return &c.Limits.MaxRequestsPerClient }), false},
+	{"cluster-self", "PULLCACHE_CLUSTER_SELF", "this cluster member's URL as the others reach it (scheme://host:port)", func(c *Config, v string) error { c.Cluster.Self = v; return nil }, false},
+	{"cluster-peers", "PULLCACHE_CLUSTER_PEERS", "the cluster's members' URLs, comma-separated, self included", func(c *Config, v string) error { c.Cluster.Peers = splitList(v); return nil }, false},
+	{"cluster-peers-dns", "PULLCACHE_CLUSTER_PEERS_DNS", "a DNS name (A/AAAA, or SRV when it starts with _) re-resolved every few seconds to the cluster's members", func(c *Config, v string) error { c.Cluster.PeersDNS = v; return nil }, false},
+	{"cluster-secret-file", "PULLCACHE_CLUSTER_SECRET_FILE", "file holding the secret the cluster's members share (at least 16 characters)", func(c *Config, v string) error { c.Cluster.SecretFile = v; return nil }, false},
 	{"log-level", "PULLCACHE_LOG_LEVEL", "debug, info, warn or error (default info)", func(c *Config, v string) error { c.Log.Level = v; return nil }, false},
 	{"log-format", "PULLCACHE_LOG_FORMAT", "text or json (default text)", func(c *Config, v string) error { c.Log.Format = v; return nil }, false},
 }
