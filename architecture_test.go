@@ -16,10 +16,12 @@ const module = "github.com/pullcache/pullcache"
 // admin → {cache, archive}, and only cmd reads config. stats is a leaf
 // both proxy (which fills it) and admin (which reports it) import, since
 // they may not import each other; auth (logins and access rules) is a leaf
-// proxy imports, and cmd adapts to the console's sign-in. A package missing here fails the test, so a
+// proxy imports, and cmd adapts to the console's sign-in. cluster (members,
+// ownership, peer fills) decorates the upstream clients cmd gives the
+// proxy, so it imports neither proxy nor cache. A package missing here fails the test, so a
 // new one is a decision, not an accident.
 var allowed = map[string][]string{
-	"cmd/pullcache": {"config", "proxy", "cache", "upstream", "admin", "archive", "stats", "console", "auth"},
+	"cmd/pullcache": {"config", "proxy", "cache", "upstream", "admin", "archive", "stats", "console", "auth", "cluster"},
 	"proxy":         {"cache", "upstream", "stats", "auth"},
 	"stats":         {},
 	"auth":          {},
@@ -33,6 +35,7 @@ var allowed = map[string][]string{
 	// the seam, the seam imports nothing of the module.
 	"cache/blobs":           {},
 	"cache/blobs/blobstest": {"cache/blobs"},
+	"cluster":               {"upstream"},
 }
 
 func TestDependenciesFlowOneWay(t *testing.T) {

@@ -36,6 +36,7 @@ func commands() []command {
 		{"pin", "keep images from eviction (IMAGE... or patterns)", runPin},
 		{"unpin", "let pinned images be evicted again (IMAGE...)", runUnpin},
 		{"history", "show the digests a tag pointed to (IMAGE[:TAG])", runHistory},
+		{"cluster", "show the cluster's members, health, ownership share and fills in flight", runCluster},
 		{"health", "check a running server's /healthz: exit 0 when healthy, 1 when not", runHealth},
 		{"version", "print the version", runVersion},
 		{"help", "list the subcommands", nil},

@@ -22,6 +22,7 @@ import (
 
 	"github.com/pullcache/pullcache/auth"
 	"github.com/pullcache/pullcache/cache"
+	"github.com/pullcache/pullcache/cluster"
 	"github.com/pullcache/pullcache/config"
 	"github.com/pullcache/pullcache/proxy"
 )
@@ -56,11 +57,20 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	defer store.Close()
 	obs := newObservers()
-	srv, err := newProxy(cfg, store, log, reg, obs, authn)
+	node, err := newClusterNode(cfg, store, log, reg)
+	if err != nil {
+		return err
+	}
+	srv, err := newProxyIn(cfg, store, log, reg, obs, authn, node)
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
+	if node != nil {
+		node.Start()
+		defer node.Close()
+		defer reloadPeersOnHUP(args, node, log)()
+	}
 	ln, err := listen(ctx, cfg.Listen, sendBufferFor(cfg.SendBuffer, os.ReadFile))
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
@@ -88,6 +98,9 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	log.Info("listening", "addr", ln.Addr().String(), "data", cfg.Data, "max_size", u.Bound, "min_free", u.MinFree,
 		"registries", strings.Join(cfg.RegistryNames(), ","), "offline", cfg.Offline,
 		"tls", tlsConf != nil, "logins", authn != nil)
+	if node != nil {
+		h = node.Handler(h)
+	}
 	hs := newHTTPServer(limitRequests(h, cfg.Limits.MaxRequestsPerClient), log)
 	hs.TLSConfig = tlsConf
 	return serveUntilSignal(ctx, ln, hs, log)
@@ -149,11 +162,27 @@ func openStoreWith(cfg config.Config, log *slog.Logger, reg prometheus.Registere
 // newProxy builds the registry API; obs, when not nil, is told of what
 // it serves and which registries it built; authn nil means no logins.
 func newProxy(cfg config.Config, store *cache.Store, log *slog.Logger, reg prometheus.Registerer, obs *observers, authn *auth.Authenticator) (*proxy.Server, error) {
+	return newProxyIn(cfg, store, log, reg, obs, authn, nil)
+}
+
+// newProxyIn is newProxy for a member of a cluster (node nil: none):
+// every registry's client asks the owners first, and the members' own
+// requests pass no login.
+func newProxyIn(cfg config.Config, store *cache.Store, log *slog.Logger, reg prometheus.Registerer, obs *observers, authn *auth.Authenticator, node *cluster.Node) (*proxy.Server, error) {
 	ups, err := newUpstreams(cfg, log)
 	if err != nil {
 		return nil, err
 	}
 	obs.watch(ups)
+	allow := obs.watchAllowed(allowUpstream(cfg, log))
+	var trusted func(*http.Request) bool
+	if node != nil {
+		for name, up := range ups {
+			ups[name] = node.Wrap(name, up)
+		}
+		allow = wrapAllowed(node, allow)
+		trusted = node.Trusted
+	}
 	var platforms []v1.Platform
 	for _, p := range cfg.PrefetchPlatforms {
 		pl, err := v1.ParsePlatform(p)
@@ -170,7 +199,8 @@ func newProxy(cfg config.Config, store *cache.Store, log *slog.Logger, reg prome
 		Store:               store,
 		Registries:          ups,
 		Hosts:               cfg.Hosts,
-		Allow:               obs.watchAllowed(allowUpstream(cfg, log)),
+		Allow:               allow,
+		Trusted:             trusted,
 		DefaultRegistry:     cfg.DefaultRegistry,
 		TagTTL:              time.Duration(cfg.TagTTL),
 		NegativeTTL:         time.Duration(cfg.NegativeTTL),

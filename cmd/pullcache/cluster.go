@@ -1,0 +1,209 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pullcache/pullcache/cache"
+	"github.com/pullcache/pullcache/cluster"
+	"github.com/pullcache/pullcache/config"
+	"github.com/pullcache/pullcache/proxy"
+)
+
+// newClusterNode builds this member's view of the cluster, or nil when
+// the configuration names none.
+func newClusterNode(cfg config.Config, store *cache.Store, log *slog.Logger, reg prometheus.Registerer) (*cluster.Node, error) {
+	if !cfg.Cluster.Enabled() {
+		return nil, nil
+	}
+	secret, err := readSecret(cfg.Cluster.SecretFile)
+	if err != nil {
+		return nil, err
+	}
+	return cluster.New(cluster.Options{
+		Self:          cfg.Cluster.Self,
+		Peers:         cfg.Cluster.Peers,
+		PeersDNS:      cfg.Cluster.PeersDNS,
+		Secret:        secret,
+		FillsInFlight: func() int { return len(store.Fills()) },
+		Logger:        log,
+		Metrics:       reg,
+	})
+}
+
+// readSecret reads the cluster's secret; surrounding white space (the
+// newline an editor adds) is not part of it.
+func readSecret(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("cluster.secret_file: %w", err)
+	}
+	b = bytes.TrimSpace(b)
+	if len(b) < 16 {
+		return nil, fmt.Errorf("cluster.secret_file %s: the secret must have at least 16 characters", path)
+	}
+	return b, nil
+}
+
+// reloadPeersOnHUP re-reads the configuration (file, environment, flags)
+// on SIGHUP and gives the node the new member list: members join and
+// leave without a restart. It returns a function that stops listening.
+func reloadPeersOnHUP(args []string, node *cluster.Node, log *slog.Logger) func() {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-hup:
+				reloadPeers(args, node, log)
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		close(done)
+	}
+}
+
+func reloadPeers(args []string, node *cluster.Node, log *slog.Logger) {
+	cfg, err := loadConfig("serve", args, io.Discard)
+	if err == nil && len(cfg.Cluster.Peers) > 0 {
+		err = node.SetPeers(cfg.Cluster.Peers)
+	}
+	if err != nil {
+		log.Warn("configuration not reloaded; the cluster's members stay as they were", "err", err)
+		return
+	}
+	log.Info("configuration reloaded", "members", strings.Join(node.Members(), ","))
+}
+
+// runCluster prints the cluster as one member sees it, and each member's
+// fills, from the members' status endpoints.
+func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("cluster", stderr)
+	url := fs.String("url", "", "a member's URL (default: cluster.self, else the --listen address on loopback)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	timeout := fs.Duration("timeout", 5*time.Second, "give up on a member after this long")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: pullcache cluster [flags]\n\nShows the cluster's members, their health, ownership share and fills in flight.")
+		fs.PrintDefaults()
+	}
+	cfg, pos, err := commandConfig(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageError{fmt.Sprintf("cluster: unexpected argument %q", pos[0])}
+	}
+	if cfg.Cluster.SecretFile == "" {
+		return usageError{"cluster: give --cluster-secret-file (or cluster.secret_file in the configuration)"}
+	}
+	secret, err := readSecret(cfg.Cluster.SecretFile)
+	if err != nil {
+		return err
+	}
+	base := *url
+	if base == "" {
+		base = cfg.Cluster.Self
+	}
+	if base == "" {
+		base = strings.TrimSuffix(healthURL(cfg.Listen), "/healthz")
+	}
+	sc := statusClient{secret: secret, timeout: *timeout}
+	view, err := sc.get(ctx, strings.TrimSuffix(base, "/"))
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	fills := map[string]cluster.Status{}
+	for _, m := range view.Members {
+		if st, err := sc.get(ctx, m.URL); err == nil {
+			fills[m.URL] = st
+		}
+	}
+	if *asJSON {
+		return printJSON(stdout, map[string]any{"view": view, "members": fills})
+	}
+	printCluster(stdout, view, fills)
+	return nil
+}
+
+type statusClient struct {
+	secret  []byte
+	timeout time.Duration
+}
+
+func (c statusClient) get(ctx context.Context, member string) (cluster.Status, error) {
+	var st cluster.Status
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, member+cluster.StatusPath, nil)
+	if err != nil {
+		return st, err
+	}
+	req.Header.Set(cluster.SecretHeader, string(c.secret))
+	tr := &http.Transport{Proxy: nil}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return st, fmt.Errorf("GET %s%s: %s", member, cluster.StatusPath, resp.Status)
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&st); err != nil {
+		return st, errors.Join(fmt.Errorf("status of %s", member), err)
+	}
+	return st, nil
+}
+
+func printCluster(w io.Writer, view cluster.Status, each map[string]cluster.Status) {
+	fmt.Fprintf(w, "as seen by %s\n", view.Self)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "MEMBER\tHEALTH\tSINCE\tSHARE\tFILLS\tPEER STREAMS\tLAST ERROR")
+	for _, m := range view.Members {
+		health := "up"
+		if !m.Up {
+			health = "down"
+		}
+		fills, streams := "?", "?"
+		if st, ok := each[m.URL]; ok {
+			fills, streams = fmt.Sprint(st.FillsInFlight), fmt.Sprint(st.PeerStreams)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f%%\t%s\t%s\t%s\n", m.URL, health, m.Since.Local().Format(time.DateTime),
+			100*m.Share, fills, streams, m.LastError)
+	}
+	tw.Flush()
+}
+
+// wrapAllowed makes the clients built for allowed registries ask the
+// owners first, as the configured ones do.
+func wrapAllowed(node *cluster.Node, allow func(string) (proxy.Upstream, bool)) func(string) (proxy.Upstream, bool) {
+	if allow == nil {
+		return nil
+	}
+	return func(name string) (proxy.Upstream, bool) {
+		up, ok := allow(name)
+		if !ok {
+			return nil, false
+		}
+		return node.Wrap(name, up), true
+	}
+}

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pullcache/pullcache/cluster"
+)
+
+const testClusterSecret = "0123456789abcdef-secret"
+
+func writeFile(t *testing.T, dir, name, text string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// SIGHUP re-reads the configuration file and the members change without
+// a restart.
+func TestSIGHUPReloadsTheMembers(t *testing.T) {
+	dir := t.TempDir()
+	secret := writeFile(t, dir, "secret", testClusterSecret+"\n")
+	conf := func(peers string) string {
+		return "data: " + dir + "/data\ncluster:\n  self: http://a:5000\n  peers: [" + peers + "]\n  secret_file: " + secret + "\n"
+	}
+	file := writeFile(t, dir, "c.yml", conf("http://a:5000, http://b:5000"))
+	args := []string{"--config", file}
+	cfg, err := loadConfig("serve", args, os.Stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := cluster.New(cluster.Options{Self: cfg.Cluster.Self, Peers: cfg.Cluster.Peers, Secret: []byte(testClusterSecret)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := reloadPeersOnHUP(args, node, slog.New(slog.DiscardHandler))
+	defer stop()
+	writeFile(t, dir, "c.yml", conf("http://a:5000, http://b:5000, http://c:5000"))
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(10 * time.Second)
+	for len(node.Members()) != 3 {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatalf("members after SIGHUP: %v, want three", node.Members())
+		}
+	}
+}
+
+func TestClusterCommandShowsTheMembers(t *testing.T) {
+	dir := t.TempDir()
+	secret := writeFile(t, dir, "secret", testClusterSecret)
+	srv := httptest.NewUnstartedServer(nil)
+	self := "http://" + srv.Listener.Addr().String()
+	node, err := cluster.New(cluster.Options{Self: self, Peers: []string{self, "http://127.0.0.1:1"}, Secret: []byte(testClusterSecret),
+		FillsInFlight: func() int { return 2 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Config.Handler = node.Handler(nil)
+	srv.Start()
+	defer srv.Close()
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), []string{"cluster", "--url", self, "--cluster-secret-file", secret}, &out, &errOut)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	for _, want := range []string{self, "http://127.0.0.1:1", "MEMBER", "SHARE"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	bad := writeFile(t, dir, "bad", "another-secret-of-16")
+	if code := run(context.Background(), []string{"cluster", "--url", self, "--cluster-secret-file", bad}, &out, &errOut); code == 0 {
+		t.Error("a wrong secret was answered")
+	}
+}
