@@ -35,6 +35,7 @@ var allowed = map[string][]string{
 	// the seam, the seam imports nothing of the module.
 	"cache/blobs":           {},
 	"cache/blobs/blobstest": {"cache/blobs"},
+	"cache/blobs/s3":        {"cache/blobs"},
 	"cluster":               {"upstream"},
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the registry clients the end-to-end tests drive (skopeo, podman,
 # containerd/ctr, crun, crane, regctl, staticcheck), the reference registry
-# (an upstream of the referrers and conformance tests), the OCI
+# (an upstream of the referrers and conformance tests), the S3-compatible
+# server versitygw (the blob tier's tests), the OCI
 # distribution-spec conformance suite and the headless Chromium the console's
 # browser tests drive, when they are missing, and downloads the module's Go
 # modules into the module cache. With --bench it also installs what bench/
@@ -106,6 +107,8 @@ go_install crane github.com/google/go-containerregistry/cmd/crane@v0.22.1
 go_install regctl github.com/regclient/regclient/cmd/regctl@v0.11.7
 go_install staticcheck honnef.co/go/tools/cmd/staticcheck@v0.8.2
 go_install registry github.com/distribution/distribution/v3/cmd/registry@v3.1.2
+# The S3-compatible server the blob tier's tests start (cache/blobs/s3).
+go_install versitygw github.com/versity/versitygw/cmd/versitygw@v1.8.0
 # The OCI distribution-spec conformance suite, which the pull conformance
 # test runs through the mirror.
 go_install conformance github.com/opencontainers/distribution-spec/conformance@v0.0.0-20260831232431-97274622c111

@@ -1,0 +1,112 @@
+package s3
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/pullcache/pullcache/cache/blobs"
+)
+
+func TestObjects(t *testing.T) {
+	tier := startVersitygw(t).tier(t)
+	ctx := t.Context()
+	const name = "tags/docker.io/library/alpine/latest"
+	if _, err := tier.GetObject(ctx, name); !errors.Is(err, blobs.ErrNotFound) {
+		t.Errorf("get before create: %v, want ErrNotFound", err)
+	}
+	etag, err := tier.CreateObject(ctx, name, []byte("v1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tier.CreateObject(ctx, name, []byte("other")); !errors.Is(err, blobs.ErrExists) {
+		t.Errorf("second create: %v, want ErrExists", err)
+	}
+	obj, err := tier.GetObject(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(obj.Data) != "v1" {
+		t.Errorf("get: %q, want v1", obj.Data)
+	}
+	if obj.ETag != etag {
+		t.Errorf("get: ETag %s, create said %s", obj.ETag, etag)
+	}
+	etag2, err := tier.UpdateObject(ctx, name, []byte("v2"), etag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tier.UpdateObject(ctx, name, []byte("v3"), etag); !errors.Is(err, ErrChanged) {
+		t.Errorf("update with a stale ETag: %v, want ErrChanged", err)
+	}
+	if obj, _ := tier.GetObject(ctx, name); string(obj.Data) != "v2" {
+		t.Errorf("after a refused update: %q, want v2", obj.Data)
+	}
+	if err := tier.DeleteObject(ctx, name, etag); !errors.Is(err, ErrChanged) {
+		t.Errorf("delete with a stale ETag: %v, want ErrChanged", err)
+	}
+	if err := tier.DeleteObject(ctx, name, etag2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tier.GetObject(ctx, name); !errors.Is(err, blobs.ErrNotFound) {
+		t.Errorf("get after delete: %v, want ErrNotFound", err)
+	}
+	if _, err := tier.UpdateObject(ctx, name, []byte("v4"), etag2); !errors.Is(err, blobs.ErrNotFound) && !errors.Is(err, ErrChanged) {
+		t.Errorf("update of a deleted object: %v, want ErrNotFound or ErrChanged", err)
+	}
+}
+
+// TestSweepUploads leaves a multipart upload as a member that died would,
+// and sweeps it once it is older than the age given, not before.
+func TestSweepUploads(t *testing.T) {
+	tier := startVersitygw(t).tier(t)
+	ctx := t.Context()
+	if _, err := tier.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
+		Bucket: &tier.bucket, Key: aws.String(tier.prefix + "blobs/sha256/abandoned"),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	n, err := tier.SweepUploads(ctx, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("a sweep of uploads older than an hour aborted %d", n)
+	}
+	// Initiated times are whole seconds: poll until the upload is over a
+	// second old by the server's clock.
+	n = pollUntil(t, 10*time.Second, func() int {
+		n, err := tier.SweepUploads(ctx, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	})
+	if n != 1 {
+		t.Errorf("sweep aborted %d uploads, want 1", n)
+	}
+}
+
+// pollUntil calls f every 100 ms until it returns non-zero or limit passes,
+// and returns its last result.
+func pollUntil(t *testing.T, limit time.Duration, f func() int) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), limit)
+	defer cancel()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if n := f(); n != 0 {
+			return n
+		}
+		select {
+		case <-ctx.Done():
+			return 0
+		case <-tick.C:
+		}
+	}
+}
