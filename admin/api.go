@@ -114,8 +114,8 @@ func New(opts Options) *Admin {
 //	                      (the failed fill's error if it failed): what a
 //	                      warm pulling through the socket waits for
 //	GET  /admin/stats     Stats: what the mirror holds, serves and saves
-//	GET  /admin/image     query: image=NAME:TAG or NAME@DIGEST → ImageInfo
-//	GET  /admin/images    ?q=PATTERN → []Image; with df=1 → Listing (the
+//	GET  /admin/image     query: image=NAME:TAG or NAME@DIGEST → ImageDetail
+//	GET  /admin/images    ?q=PATTERN → []Image; with df=1 → ImagesAndDF (the
 //	                      images and DF from one read of the index)
 //	POST /admin/pin       body {"images": [...]} → {"pinned": [...]}
 //	POST /admin/unpin     body {"images": [...]} → {"unpinned": [...]}
@@ -142,7 +142,7 @@ func (s *server) Handler() http.Handler {
 	mux.Handle("GET /admin/fill", s.wrap(s.waitFill))
 	mux.Handle("GET /admin/stats", s.wrap(s.statsJSON))
 	mux.Handle("GET /admin/image", s.wrap(s.imageJSON))
-	s.lifecycleRoutes(mux)
+	s.maintenanceRoutes(mux)
 	mux.Handle("GET /admin/pins", s.wrap(s.pinsJSON))
 	mux.Handle("/", s.wrap(func(http.ResponseWriter, *http.Request) error {
 		return errorf(http.StatusNotFound, "NOT_FOUND", "no such admin endpoint")

@@ -14,9 +14,9 @@ import (
 	"github.com/pullcache/pullcache/cache"
 )
 
-// ImageInfo describes one cached image or index: what GET /admin/image
+// ImageDetail describes one cached image or index: what GET /admin/image
 // answers.
-type ImageInfo struct {
+type ImageDetail struct {
 	Registry   string `json:"registry"`
 	Repository string `json:"repository"`
 	// Tag is set when the image was named by tag.
@@ -107,32 +107,32 @@ func ParseRef(s, defaultRegistry string) (archive.Name, v1.Hash, error) {
 // Describe describes an image named NAME:TAG or NAME@DIGEST. With full it
 // reads the config too (Layers and Config); without, it reads only the
 // manifests (for lists).
-func (s *server) Describe(ref string, full bool) (ImageInfo, error) {
+func (s *server) Describe(ref string, full bool) (ImageDetail, error) {
 	n, h, err := ParseRef(ref, s.opts.DefaultRegistry)
 	if err != nil {
-		return ImageInfo{}, err
+		return ImageDetail{}, err
 	}
 	return Describe(s.opts.Store, n, h, full)
 }
 
 // Describe describes the image n names (by tag, or by digest h when h is
 // set) from the store.
-func Describe(store *cache.Store, n archive.Name, h v1.Hash, full bool) (ImageInfo, error) {
+func Describe(store *cache.Store, n archive.Name, h v1.Hash, full bool) (ImageDetail, error) {
 	repo := repoOf(n)
 	if h.Hex == "" {
 		t, err := store.Tag(repo, n.Tag)
 		if err != nil {
-			return ImageInfo{}, fmt.Errorf("%s: %w", n, err)
+			return ImageDetail{}, fmt.Errorf("%s: %w", n, err)
 		}
 		h = t.Digest
 	} else if !store.Linked(repo, h) {
-		return ImageInfo{}, fmt.Errorf("%s/%s@%s: %w", n.Registry, n.Repository, h, cache.ErrNotFound)
+		return ImageDetail{}, fmt.Errorf("%s/%s@%s: %w", n.Registry, n.Repository, h, cache.ErrNotFound)
 	}
 	m, err := store.PeekManifest(h)
 	if err != nil {
-		return ImageInfo{}, fmt.Errorf("%s: manifest %s: %w", n, h, err)
+		return ImageDetail{}, fmt.Errorf("%s: manifest %s: %w", n, h, err)
 	}
-	info := ImageInfo{Registry: n.Registry, Repository: n.Repository, Tag: n.Tag, Digest: h.String(),
+	info := ImageDetail{Registry: n.Registry, Repository: n.Repository, Tag: n.Tag, Digest: h.String(),
 		MediaType: m.MediaType, Pinned: store.PinnedAs(repo, n.Tag, h), Platforms: []PlatformInfo{}}
 	if at, ok := store.LastAccess(h); ok {
 		info.LastPulled = at.UTC()
@@ -154,7 +154,7 @@ func Describe(store *cache.Store, n archive.Name, h v1.Hash, full bool) (ImageIn
 
 // describeReferrers lists the referrers the store knows of h in repo. It
 // reads only the index: looking is not pulling, and never asks upstream.
-func describeReferrers(store *cache.Store, repo cache.Repo, h v1.Hash, info *ImageInfo) {
+func describeReferrers(store *cache.Store, repo cache.Repo, h v1.Hash, info *ImageDetail) {
 	refs, listed, err := store.Referrers(repo, h)
 	if err != nil {
 		return // never listed
@@ -168,7 +168,7 @@ func describeReferrers(store *cache.Store, repo cache.Repo, h v1.Hash, info *Ima
 	}
 }
 
-func describeIndex(store *cache.Store, idx *cache.Manifest, info *ImageInfo, sizes map[v1.Hash]int64) {
+func describeIndex(store *cache.Store, idx *cache.Manifest, info *ImageDetail, sizes map[v1.Hash]int64) {
 	for _, d := range idx.Refs {
 		p := PlatformInfo{Platform: platformString(d.Platform), Digest: d.Digest.String(), MediaType: d.MediaType}
 		if child, err := store.PeekManifest(d.Digest); err == nil {
@@ -184,7 +184,7 @@ func describeIndex(store *cache.Store, idx *cache.Manifest, info *ImageInfo, siz
 	}
 }
 
-func describeImage(store *cache.Store, m *cache.Manifest, info *ImageInfo, sizes map[v1.Hash]int64, full bool) error {
+func describeImage(store *cache.Store, m *cache.Manifest, info *ImageDetail, sizes map[v1.Hash]int64, full bool) error {
 	for i, d := range m.Refs {
 		cached := store.HasBlob(d.Digest)
 		if cached {

@@ -17,7 +17,7 @@ func TestImagesWithDFAnswersTheListAndTheDiskFigures(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := newAPI(t, s, admin.Options{})
-	l := decode[admin.Listing](t, get(t, srv.URL+"/admin/images?df=1&q=library/app:*"))
+	l := decode[admin.ImagesAndDF](t, get(t, srv.URL+"/admin/images?df=1&q=library/app:*"))
 	if len(l.Images) != 1 {
 		t.Fatalf("listed %+v, want the one image matching", l.Images)
 	}

@@ -6,7 +6,7 @@ import (
 	"github.com/pullcache/pullcache/cache"
 )
 
-// The lifecycle operations as methods of the serving admin API, with its
+// The maintenance operations as methods of the serving admin API, with its
 // store and default registry: what the console calls, and the same
 // functions the HTTP endpoints answer with.
 

@@ -208,7 +208,7 @@ func TestImageEndpointDescribesLayersAndConfig(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
-	var info admin.ImageInfo
+	var info admin.ImageDetail
 	if err := json.NewDecoder(resp.Body).Decode(&info); err != nil {
 		t.Fatal(err)
 	}

@@ -191,7 +191,7 @@ func (c *Console) repo(w http.ResponseWriter, r *http.Request, v *viewer) {
 
 type imageData struct {
 	Ref  string
-	Info admin.ImageInfo
+	Info admin.ImageDetail
 	// Listed is the image's entry in the list (unique size); nil for a
 	// platform of an index, which the list does not name.
 	Listed  *admin.Image
@@ -227,7 +227,7 @@ func (c *Console) image(w http.ResponseWriter, r *http.Request, v *viewer) {
 }
 
 // listed finds the image's entry in admin's list, for its unique size.
-func (c *Console) listed(info admin.ImageInfo) *admin.Image {
+func (c *Console) listed(info admin.ImageDetail) *admin.Image {
 	name := info.Registry + "/" + info.Repository
 	if info.Tag != "" {
 		name += ":" + info.Tag

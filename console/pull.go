@@ -16,7 +16,7 @@ type pullCommand struct {
 // crane, through the host the browser reached the console on (the
 // registry API shares the listener). A registry other than the default is
 // named by path prefix, which every client can send.
-func pullCommands(r *http.Request, info admin.ImageInfo, defaultRegistry string) []pullCommand {
+func pullCommands(r *http.Request, info admin.ImageDetail, defaultRegistry string) []pullCommand {
 	ref := r.Host + "/"
 	if info.Registry != defaultRegistry {
 		ref += info.Registry + "/"
@@ -47,7 +47,7 @@ func pullCommands(r *http.Request, info admin.ImageInfo, defaultRegistry string)
 }
 
 // tarName is a file name for crane's output.
-func tarName(info admin.ImageInfo) string {
+func tarName(info admin.ImageDetail) string {
 	parts := strings.Split(info.Repository, "/")
 	name := parts[len(parts)-1]
 	if info.Tag != "" {

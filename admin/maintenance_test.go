@@ -36,7 +36,7 @@ func get(t *testing.T, url string) *http.Response {
 	return resp
 }
 
-func TestLifecycleEndpoints(t *testing.T) {
+func TestMaintenanceEndpoints(t *testing.T) {
 	s := openStore(t)
 	dir, _ := archivetest.OCILayoutDir(t, "docker.io/library/app:v1", "ghcr.io/org/other:v2")
 	if _, err := admin.ImportFile(s, dir, archive.Options{TempDir: t.TempDir()}, at); err != nil {

@@ -19,11 +19,11 @@ import (
 	"github.com/pullcache/pullcache/config"
 )
 
-// The store's lifecycle commands: ls, rm, gc, verify, df, pin, unpin,
+// The store's maintenance commands: ls, rm, gc, verify, df, pin, unpin,
 // history. Each talks to the running server through its admin socket, or,
 // when none runs, opens the data directory itself.
 
-// target is where a lifecycle command runs: the server, or the store.
+// target is where a maintenance command runs: the server, or the store.
 type target struct {
 	ctx      context.Context
 	client   *adminClient
@@ -72,9 +72,9 @@ func call[T any](t target, method, path string, body any, offline func(*cache.St
 	return out, json.NewDecoder(resp.Body).Decode(&out)
 }
 
-// lifecycleCommand parses the configuration flags, the command's own and
+// maintenanceCommand parses the configuration flags, the command's own and
 // its arguments.
-func lifecycleCommand(name, usage string, args []string, stderr io.Writer, own func(fs *flag.FlagSet)) (config.Config, []string, error) {
+func maintenanceCommand(name, usage string, args []string, stderr io.Writer, own func(fs *flag.FlagSet)) (config.Config, []string, error) {
 	fs := newFlagSet(name, stderr)
 	if own != nil {
 		own(fs)
@@ -88,7 +88,7 @@ func lifecycleCommand(name, usage string, args []string, stderr io.Writer, own f
 
 func runLs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var asJSON bool
-	cfg, pos, err := lifecycleCommand("ls", "ls [flags] [PATTERN]\n\nLists cached images; PATTERN is a glob (docker.io/library/*:*) or a part of the name.", args, stderr,
+	cfg, pos, err := maintenanceCommand("ls", "ls [flags] [PATTERN]\n\nLists cached images; PATTERN is a glob (docker.io/library/*:*) or a part of the name.", args, stderr,
 		func(fs *flag.FlagSet) { fs.BoolVar(&asJSON, "json", false, "print JSON") })
 	if err != nil {
 		return err
@@ -109,7 +109,7 @@ func runLs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		// The table's totals come with the list, from the same read of
 		// the index.
 		l, err := call(t, http.MethodGet, "/admin/images?df=1&q="+url.QueryEscape(pattern), nil,
-			func(s *cache.Store) (admin.Listing, error) { return admin.ListWithDF(s, pattern) })
+			func(s *cache.Store) (admin.ImagesAndDF, error) { return admin.ListWithDF(s, pattern) })
 		if err != nil {
 			return err
 		}
@@ -163,7 +163,7 @@ func printJSON(w io.Writer, v any) error {
 
 func runRm(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var dry bool
-	cfg, names, err := lifecycleCommand("rm", "rm [flags] IMAGE...\n\nRemoves tags (NAME:TAG) or images (NAME@DIGEST); the files no other image uses are deleted.", args, stderr,
+	cfg, names, err := maintenanceCommand("rm", "rm [flags] IMAGE...\n\nRemoves tags (NAME:TAG) or images (NAME@DIGEST); the files no other image uses are deleted.", args, stderr,
 		func(fs *flag.FlagSet) { fs.BoolVar(&dry, "dry-run", false, "only say what would be removed") })
 	if err != nil {
 		return err
@@ -213,7 +213,7 @@ func printReport(w io.Writer, rep cache.GCReport) {
 
 func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var dry bool
-	cfg, pos, err := lifecycleCommand("gc", "gc [flags]\n\nEvicts least recently used images down to the low-water mark if the cache is over its bound, and sweeps orphaned files.", args, stderr,
+	cfg, pos, err := maintenanceCommand("gc", "gc [flags]\n\nEvicts least recently used images down to the low-water mark if the cache is over its bound, and sweeps orphaned files.", args, stderr,
 		func(fs *flag.FlagSet) { fs.BoolVar(&dry, "dry-run", false, "only say what would be freed") })
 	if err != nil {
 		return err
@@ -237,7 +237,7 @@ var errVerify = errors.New("verify found problems")
 
 func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var repair bool
-	cfg, pos, err := lifecycleCommand("verify", "verify [flags]\n\nHashes every blob and checks the index against the files; exits 1 when anything is wrong.", args, stderr,
+	cfg, pos, err := maintenanceCommand("verify", "verify [flags]\n\nHashes every blob and checks the index against the files; exits 1 when anything is wrong.", args, stderr,
 		func(fs *flag.FlagSet) {
 			fs.BoolVar(&repair, "repair", false, "quarantine corrupt files and remove dangling records (the next request refetches)")
 		})
@@ -338,7 +338,7 @@ func (b *verifyBar) done() {
 
 func runDf(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var asJSON bool
-	cfg, pos, err := lifecycleCommand("df", "df [flags]\n\nShows the bound and what the cache uses, by category.", args, stderr,
+	cfg, pos, err := maintenanceCommand("df", "df [flags]\n\nShows the bound and what the cache uses, by category.", args, stderr,
 		func(fs *flag.FlagSet) { fs.BoolVar(&asJSON, "json", false, "print JSON") })
 	if err != nil {
 		return err
@@ -385,7 +385,7 @@ func runUnpin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 func pinCommand(ctx context.Context, name string, args []string, stdout, stderr io.Writer) error {
-	cfg, names, err := lifecycleCommand(name, name+" [flags] IMAGE...\n\nIMAGE is NAME:TAG, NAME@DIGEST or a pattern such as docker.io/library/golang:*; pinned images are never evicted.", args, stderr, nil)
+	cfg, names, err := maintenanceCommand(name, name+" [flags] IMAGE...\n\nIMAGE is NAME:TAG, NAME@DIGEST or a pattern such as docker.io/library/golang:*; pinned images are never evicted.", args, stderr, nil)
 	if err != nil {
 		return err
 	}
@@ -411,7 +411,7 @@ func pinCommand(ctx context.Context, name string, args []string, stdout, stderr 
 
 func runHistory(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var asJSON bool
-	cfg, pos, err := lifecycleCommand("history", "history [flags] IMAGE[:TAG]\n\nEvery digest a tag pointed to, with when it was first and last seen (every tag of IMAGE without :TAG).", args, stderr,
+	cfg, pos, err := maintenanceCommand("history", "history [flags] IMAGE[:TAG]\n\nEvery digest a tag pointed to, with when it was first and last seen (every tag of IMAGE without :TAG).", args, stderr,
 		func(fs *flag.FlagSet) { fs.BoolVar(&asJSON, "json", false, "print JSON") })
 	if err != nil {
 		return err

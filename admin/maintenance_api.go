@@ -8,7 +8,7 @@ import (
 	"github.com/pullcache/pullcache/cache"
 )
 
-func (s *server) lifecycleRoutes(mux *http.ServeMux) {
+func (s *server) maintenanceRoutes(mux *http.ServeMux) {
 	mux.Handle("POST /admin/pin", s.wrap(s.pin))
 	mux.Handle("POST /admin/unpin", s.wrap(s.unpin))
 	mux.Handle("POST /admin/rm", s.wrap(s.rm))
@@ -19,7 +19,7 @@ func (s *server) lifecycleRoutes(mux *http.ServeMux) {
 }
 
 // images answers GET /admin/images?q=PATTERN with []Image, or with df=1
-// a Listing (the images and the disk figures, from one read of the index).
+// an ImagesAndDF (the images and the disk figures, from one read of the index).
 func (s *server) images(w http.ResponseWriter, r *http.Request) error {
 	pattern := r.URL.Query().Get("q")
 	if flag(r, "df") {

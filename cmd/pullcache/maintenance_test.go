@@ -8,9 +8,9 @@ import (
 	"testing"
 )
 
-// lifecycleRun drives ls, pin, unpin, history, df, rm, gc and verify on
+// maintenanceRun drives ls, pin, unpin, history, df, rm, gc and verify on
 // data, which holds docker.io/library/app:v1 and multi:v1.
-func lifecycleRun(t *testing.T, data string) {
+func maintenanceRun(t *testing.T, data string) {
 	t.Helper()
 	out := mustRun(t, "ls", "--data", data)
 	for _, want := range []string{"docker.io/library/app:v1", "docker.io/library/multi:v1", "IMAGE", "LAST PULLED", "2 images"} {
@@ -70,22 +70,22 @@ func lifecycleRun(t *testing.T, data string) {
 	}
 }
 
-func TestLifecycleCommandsThroughTheRunningServer(t *testing.T) {
+func TestMaintenanceCommandsThroughTheRunningServer(t *testing.T) {
 	up, _ := newTestUpstream(t)
 	data := t.TempDir()
 	serveInProcess(t, data, up.URL)
 	mustRun(t, "warm", "--data", data, "app:v1", "multi:v1")
-	lifecycleRun(t, data)
+	maintenanceRun(t, data)
 }
 
-func TestLifecycleCommandsOffline(t *testing.T) {
+func TestMaintenanceCommandsOffline(t *testing.T) {
 	up, _ := newTestUpstream(t)
 	src := t.TempDir()
 	bundle := filepath.Join(t.TempDir(), "b.tar")
 	serveAndExport(t, src, up.URL, bundle)
 	data := t.TempDir()
 	mustRun(t, "import", "--data", data, bundle)
-	lifecycleRun(t, data)
+	maintenanceRun(t, data)
 	// A corrupt blob: verify says so and exits 1; --repair fixes it.
 	var victim string
 	filepath.WalkDir(filepath.Join(data, "blobs"), func(p string, d os.DirEntry, err error) error {

@@ -14,7 +14,7 @@ import (
 	"github.com/pullcache/pullcache/cache"
 )
 
-// The store's lifecycle, as functions the CLI calls on a store it opened
+// The store's maintenance, as functions the CLI calls on a store it opened
 // and the admin API calls on the serving one: list, pin, unpin, rm, gc,
 // verify, df, history.
 
@@ -50,8 +50,8 @@ func ListMatching(store *cache.Store, pattern string) ([]Image, error) {
 	return matching(l.Images, pattern), nil
 }
 
-// Listing is what ls shows: the images that match, and the disk figures.
-type Listing struct {
+// ImagesAndDF is what ls shows: the images that match, and the disk figures.
+type ImagesAndDF struct {
 	Images []Image `json:"images"`
 	DF     DF      `json:"df"`
 }
@@ -59,12 +59,12 @@ type Listing struct {
 // ListWithDF is ListMatching with the disk figures, from the same read of
 // the index: what pinned images occupy comes with the list, not from a
 // second pass.
-func ListWithDF(store *cache.Store, pattern string) (Listing, error) {
+func ListWithDF(store *cache.Store, pattern string) (ImagesAndDF, error) {
 	l, err := store.List()
 	if err != nil {
-		return Listing{}, err
+		return ImagesAndDF{}, err
 	}
-	return Listing{Images: matching(l.Images, pattern), DF: diskFigures(store.Usage(), l.Pinned)}, nil
+	return ImagesAndDF{Images: matching(l.Images, pattern), DF: diskFigures(store.Usage(), l.Pinned)}, nil
 }
 
 func matching(infos []cache.ImageInfo, pattern string) []Image {
