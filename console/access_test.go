@@ -192,7 +192,7 @@ func TestEveryActionNeedsTheCSRFToken(t *testing.T) {
 
 func TestLoginFormAsksWhatTheAuthenticatorTakes(t *testing.T) {
 	for _, c := range []struct {
-		auth       console.Authenticator
+		auth       console.Logins
 		user, hint bool
 	}{
 		{tokenAuth{}, false, false},

@@ -23,9 +23,9 @@ var staticFS embed.FS
 type Options struct {
 	// Admin is the admin API the console shows and acts through; required.
 	Admin *admin.Admin
-	// Auth checks logins. Default: none, and the console only says how to
-	// turn it on (set admin_token).
-	Auth Authenticator
+	// Logins checks sign-ins. Default: none, and the console only says
+	// how to turn them on (set admin_token).
+	Logins Logins
 	// DefaultRegistry is the registry of names that carry none, for pull
 	// commands. Default "docker.io".
 	DefaultRegistry string
@@ -107,7 +107,7 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "same-origin")
-	if c.opts.Auth == nil && !strings.HasPrefix(r.URL.Path, "/ui/static/") {
+	if c.opts.Logins == nil && !strings.HasPrefix(r.URL.Path, "/ui/static/") {
 		c.render(w, r, http.StatusServiceUnavailable, "off", page{Title: "Console off"})
 		return
 	}

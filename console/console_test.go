@@ -42,13 +42,13 @@ type env struct {
 	srv   *httptest.Server
 }
 
-func newEnv(t *testing.T, auth console.Authenticator) *env {
+func newEnv(t *testing.T, auth console.Logins) *env {
 	t.Helper()
 	return newEnvWith(t, auth, cache.Options{Dir: t.TempDir()})
 }
 
 // newEnvWith serves the console over a store opened with opts.
-func newEnvWith(t *testing.T, auth console.Authenticator, opts cache.Options) *env {
+func newEnvWith(t *testing.T, auth console.Logins, opts cache.Options) *env {
 	t.Helper()
 	store, err := cache.Open(opts)
 	if err != nil {
@@ -57,7 +57,7 @@ func newEnvWith(t *testing.T, auth console.Authenticator, opts cache.Options) *e
 	t.Cleanup(func() { store.Close() })
 	rec := stats.New(nil)
 	a := admin.New(admin.Options{Store: store, TempDir: t.TempDir(), UploadLimit: 1 << 20, Stats: rec})
-	c, err := console.New(console.Options{Admin: a, Auth: auth, UploadLimit: 1 << 20})
+	c, err := console.New(console.Options{Admin: a, Logins: auth, UploadLimit: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}

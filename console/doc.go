@@ -5,13 +5,14 @@
 // with a little plain JavaScript; every asset is embedded, so the console
 // works with no internet access.
 //
-// Every signed-in user sees what the access rules let them pull (an
-// Authenticator that also implements Rules says what that is); only
+// Every signed-in user sees what the access rules let them pull (the
+// Logins, when they also implement Rules, say what that is); only
 // admins change the cache. The console holds no data of its own: every
 // figure comes from the admin package, the same code that answers the
 // admin API's JSON, and the pages' scripts read that JSON through
 // /ui/api/, which is the admin API behind the console's login.
 //
-// It is not a login database nor a policy: the Authenticator checks
-// logins and decides access, the console asks it.
+// It is not a login database nor a policy: its Logins check sign-ins
+// and decide access, the console asks them. session.go holds what is the
+// console's own: sessions, their cookies and CSRF tokens, sign-in and out.
 package console

@@ -127,7 +127,7 @@ func newAccessSite(t *testing.T, opts ...envOption) *accessSite {
 	}
 	envOpts := []envOption{withPrefetch(false),
 		withRegistry("ghcr.io", newRegistry(t, "ghcr.io", []string{s.priv.srv.URL}, func(o *upstream.Options) {
-			o.Auth = &authn.Basic{Username: "mirror-bot", Password: "upstream-secret-5e1"}
+			o.Credentials = &authn.Basic{Username: "mirror-bot", Password: "upstream-secret-5e1"}
 		})),
 		func(o *Options, _ *cache.Options) {
 			o.Auth = s.auth

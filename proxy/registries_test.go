@@ -52,7 +52,7 @@ func TestRegistriesStayApart(t *testing.T) {
 
 	e := newEnv(t, anon, withPrefetch(false),
 		withRegistry("basic.lan", newRegistry(t, "basic.lan", []string{basic.srv.URL}, func(o *upstream.Options) {
-			o.Auth = &authn.Basic{Username: "ci", Password: "hunter2"}
+			o.Credentials = &authn.Basic{Username: "ci", Password: "hunter2"}
 		})),
 		withRegistry("ghcr.io", newRegistry(t, "ghcr.io", []string{bearer.srv.URL})),
 		withRegistry("tls.lan", newRegistry(t, "tls.lan", []string{tlsUp.srv.URL}, func(o *upstream.Options) {
@@ -208,7 +208,7 @@ func TestCredentialsNeverReachLogsOrClients(t *testing.T) {
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	reg := newRegistry(t, "docker.io", []string{up.srv.URL}, func(o *upstream.Options) {
-		o.Auth = &authn.Basic{Username: "ci", Password: "wrong-s3cret-pw"}
+		o.Credentials = &authn.Basic{Username: "ci", Password: "wrong-s3cret-pw"}
 		o.Logger = log
 	})
 	e := newEnv(t, nil, withRegistry("docker.io", reg), func(o *Options, _ *cache.Options) { o.Logger = log })

@@ -218,7 +218,7 @@ func TestErrorsCarryNoCredentials(t *testing.T) {
 	const password = "hunter2-e5b1"
 	srv := serveRegistry(t, status(http.StatusForbidden))
 	r := newTestRegistry(t, []string{srv.URL}, func(o *Options) {
-		o.Auth = &authn.Basic{Username: "ci", Password: password}
+		o.Credentials = &authn.Basic{Username: "ci", Password: password}
 	})
 	_, err := r.GetManifest(context.Background(), "org/app", "v1", nil)
 	if err == nil {

@@ -35,8 +35,9 @@ type Options struct {
 	Name string
 	// Endpoints are base URLs, tried in order; required.
 	Endpoints []string
-	// Auth authenticates to the registry. Default: anonymous.
-	Auth authn.Authenticator
+	// Credentials are what the mirror presents to the registry. Default:
+	// none (anonymous).
+	Credentials authn.Authenticator
 	// TLS configures TLS to the registry (CA bundle, client certificate).
 	// Default: the system's roots.
 	TLS *tls.Config
@@ -63,7 +64,7 @@ type Options struct {
 type Registry struct {
 	name      string
 	endpoints []*endpoint
-	auth      authn.Authenticator
+	creds     authn.Authenticator
 	base      http.RoundTripper
 	lan       bool
 	retry     Retry
@@ -87,7 +88,7 @@ func New(opts Options) (*Registry, error) {
 	if len(opts.Endpoints) == 0 {
 		return nil, fmt.Errorf("registry %s: no endpoint", opts.Name)
 	}
-	r := &Registry{name: opts.Name, auth: opts.Auth, lan: opts.LAN, log: opts.Logger, base: opts.Transport}
+	r := &Registry{name: opts.Name, creds: opts.Credentials, lan: opts.LAN, log: opts.Logger, base: opts.Transport}
 	for _, raw := range opts.Endpoints {
 		ep, err := newEndpoint(opts.Name, raw)
 		if err != nil {
@@ -95,8 +96,8 @@ func New(opts Options) (*Registry, error) {
 		}
 		r.endpoints = append(r.endpoints, ep)
 	}
-	if r.auth == nil {
-		r.auth = authn.Anonymous
+	if r.creds == nil {
+		r.creds = authn.Anonymous
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
@@ -177,7 +178,7 @@ func (r *Registry) client(ctx context.Context, ep *endpoint, repo string) (*http
 	if !ok {
 		scope := "repository:" + repo + ":" + transport.PullScope
 		var err error
-		t, err = transport.NewWithContext(ctx, ep.reg, r.auth, r.base, []string{scope})
+		t, err = transport.NewWithContext(ctx, ep.reg, r.creds, r.base, []string{scope})
 		if err != nil {
 			return nil, err
 		}

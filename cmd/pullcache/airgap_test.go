@@ -226,11 +226,11 @@ func serveInProcess(t *testing.T, data, upstreamURL string, mod ...func(*config.
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	authn, err := newAuth(cfg, log)
+	logins, err := newLogins(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := newProxy(cfg, store, log, prometheus.NewRegistry(), nil, authn)
+	srv, err := newProxy(cfg, store, log, prometheus.NewRegistry(), nil, logins)
 	if err != nil {
 		t.Fatal(err)
 	}

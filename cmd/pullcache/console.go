@@ -79,11 +79,11 @@ func (o *observers) health() []admin.RegistryHealth {
 // sees what the access rules let them pull; admins (auth.admins) and the
 // admin token may change the cache. With neither logins nor a token it
 // only says how to turn it on.
-func consoleHandler(cfg config.Config, store *cache.Store, mirror string, obs *observers, log *slog.Logger, authn *auth.Authenticator) (http.Handler, error) {
+func consoleHandler(cfg config.Config, store *cache.Store, mirror string, obs *observers, log *slog.Logger, logins *auth.Authenticator) (http.Handler, error) {
 	a := admin.New(adminOptions(cfg, store, mirror, log, "", cfg.UploadLimit, obs))
 	opts := console.Options{Admin: a, DefaultRegistry: cfg.DefaultRegistry, UploadLimit: cfg.UploadLimit, Logger: log}
-	if authn != nil || cfg.AdminToken != "" {
-		opts.Auth = newConsoleLogins(cfg, authn)
+	if logins != nil || cfg.AdminToken != "" {
+		opts.Logins = newConsoleLogins(cfg, logins)
 	}
 	return console.New(opts)
 }
@@ -93,15 +93,15 @@ func consoleHandler(cfg config.Config, store *cache.Store, mirror string, obs *o
 // client address in the registry's budget, so an address guessing through
 // the form is refused as it would be through Basic credentials.
 type consoleLogins struct {
-	authn   *auth.Authenticator // nil: logins off, the token only
+	logins  *auth.Authenticator // nil: logins off, the token only
 	token   string
 	limiter *auth.LoginLimiter
 }
 
-func newConsoleLogins(cfg config.Config, authn *auth.Authenticator) consoleLogins {
-	c := consoleLogins{authn: authn, token: cfg.AdminToken}
-	if authn != nil {
-		c.limiter = authn.Limiter()
+func newConsoleLogins(cfg config.Config, logins *auth.Authenticator) consoleLogins {
+	c := consoleLogins{logins: logins, token: cfg.AdminToken}
+	if logins != nil {
+		c.limiter = logins.Limiter()
 	} else {
 		c.limiter = auth.NewLoginLimiter(cfg.Auth.LoginFailures, time.Duration(cfg.Auth.LoginWindow))
 	}
@@ -119,10 +119,10 @@ func (c consoleLogins) Authenticate(r *http.Request, user, secret string) (conso
 		}
 		return console.Identity{Name: "admin", Admin: true}, nil
 	}
-	if c.authn == nil {
+	if c.logins == nil {
 		return console.Identity{}, console.ErrBadLogin
 	}
-	id, d := c.authn.Login(client, user, secret)
+	id, d := c.logins.Login(client, user, secret)
 	if d != nil {
 		return console.Identity{}, consoleDenial(d)
 	}
@@ -137,7 +137,7 @@ func consoleDenial(d *auth.Denial) error {
 }
 
 func (c consoleLogins) Form() console.LoginForm {
-	return console.LoginForm{Users: c.authn != nil, Token: c.token != ""}
+	return console.LoginForm{Users: c.logins != nil, Token: c.token != ""}
 }
 
 // Access is what a console user may see: what the access rules let them
@@ -147,15 +147,15 @@ func (c consoleLogins) Access(id console.Identity) (console.MayPull, bool) {
 	if id.User == "" {
 		return nil, id.Admin
 	}
-	if c.authn == nil {
+	if c.logins == nil {
 		return nil, false
 	}
-	u, ok := c.authn.User(id.User)
+	u, ok := c.logins.User(id.User)
 	if !ok || u.Credential != id.Credential {
 		return nil, false
 	}
 	return func(registry, repository string) bool {
-		return c.authn.Decide(u, auth.Target{Registry: registry, Repository: repository, Name: repository}) == nil
+		return c.logins.Decide(u, auth.Target{Registry: registry, Repository: repository, Name: repository}) == nil
 	}, true
 }
 

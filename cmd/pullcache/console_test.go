@@ -71,11 +71,11 @@ func consoleOf(t *testing.T, cfg config.Config) http.Handler {
 			t.Fatal(err)
 		}
 	}
-	authn, err := newAuth(cfg, log)
+	logins, err := newLogins(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := consoleHandler(cfg, store, "", nil, log, authn)
+	h, err := consoleHandler(cfg, store, "", nil, log, logins)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,11 +123,11 @@ func consoleGet(h http.Handler, login *httptest.ResponseRecorder, path string) *
 
 func TestConsoleLoginsAdmitEveryUser(t *testing.T) {
 	cfg := consoleConfig(t)
-	authn, err := newAuth(cfg, slog.New(slog.DiscardHandler))
+	logins, err := newLogins(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := newConsoleLogins(cfg, authn)
+	c := newConsoleLogins(cfg, logins)
 	if f := c.Form(); !f.Users || !f.Token {
 		t.Errorf("form %+v, want a user name and the token", f)
 	}
@@ -161,11 +161,11 @@ func TestConsoleLoginsAdmitEveryUser(t *testing.T) {
 // the credential).
 func TestAConsoleLoginEndsWithItsPassword(t *testing.T) {
 	cfg := consoleConfig(t)
-	authn, err := newAuth(cfg, slog.New(slog.DiscardHandler))
+	logins, err := newLogins(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := newConsoleLogins(cfg, authn)
+	c := newConsoleLogins(cfg, logins)
 	bob, err := c.Authenticate(httptest.NewRequest(http.MethodPost, "/ui/login", nil), "bob", "bob-pw")
 	if err != nil || bob.Credential == "" {
 		t.Fatalf("bob's login: %+v %v", bob, err)

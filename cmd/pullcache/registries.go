@@ -8,9 +8,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/name"
-
 	"github.com/pullcache/pullcache/config"
 	"github.com/pullcache/pullcache/proxy"
 	"github.com/pullcache/pullcache/upstream"
@@ -50,7 +47,7 @@ func allowUpstream(cfg config.Config, log *slog.Logger) func(string) (proxy.Upst
 
 func newUpstream(cfg config.Config, regName string, log *slog.Logger) (*upstream.Registry, error) {
 	rc := cfg.Registries[regName]
-	auth, err := credentials(regName, rc)
+	creds, err := upstreamCredentials(regName, rc)
 	if err != nil {
 		return nil, err
 	}
@@ -66,36 +63,13 @@ func newUpstream(cfg config.Config, regName string, log *slog.Logger) (*upstream
 	return upstream.New(upstream.Options{
 		Name:           regName,
 		Endpoints:      cfg.EndpointsOf(regName),
-		Auth:           auth,
+		Credentials:    creds,
 		TLS:            tlsConf,
 		LAN:            cfg.IsLAN(regName),
 		MaxConcurrency: rc.MaxConcurrency,
 		Timeouts:       timeouts,
 		Logger:         log,
 	})
-}
-
-// credentials picks the registry's authenticator: a username and password
-// (or password from the environment), docker's keychain, or anonymous.
-func credentials(regName string, rc config.Registry) (authn.Authenticator, error) {
-	password := rc.Password
-	if rc.PasswordEnv != "" {
-		password = os.Getenv(rc.PasswordEnv)
-		if password == "" {
-			return nil, fmt.Errorf("registry %s: environment variable %s (password_env) is empty", regName, rc.PasswordEnv)
-		}
-	}
-	switch {
-	case rc.Username != "":
-		return &authn.Basic{Username: rc.Username, Password: password}, nil
-	case rc.Keychain:
-		reg, err := name.NewRegistry(regName)
-		if err != nil {
-			return nil, fmt.Errorf("registry %s: %w", regName, err)
-		}
-		return authn.DefaultKeychain.Resolve(reg)
-	}
-	return authn.Anonymous, nil
 }
 
 func tlsConfig(regName string, rc config.Registry) (*tls.Config, error) {

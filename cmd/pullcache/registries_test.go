@@ -52,7 +52,7 @@ func TestCredentials(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv(env, tc.envVal)
 			t.Setenv("DOCKER_CONFIG", dockerConfig)
-			a, err := credentials("ghcr.io", tc.rc)
+			a, err := upstreamCredentials("ghcr.io", tc.rc)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("credentials: %v, want an error containing %q", err, tc.wantErr)

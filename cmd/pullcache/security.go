@@ -10,8 +10,8 @@ import (
 	"github.com/pullcache/pullcache/config"
 )
 
-// newAuth builds the logins and access rules; nil when logins are off.
-func newAuth(cfg config.Config, log *slog.Logger) (*auth.Authenticator, error) {
+// newLogins builds the logins and access rules; nil when logins are off.
+func newLogins(cfg config.Config, log *slog.Logger) (*auth.Authenticator, error) {
 	if !cfg.AuthEnabled() {
 		return nil, nil
 	}
@@ -35,10 +35,10 @@ func newAuth(cfg config.Config, log *slog.Logger) (*auth.Authenticator, error) {
 // adminOnListener is the admin API under /admin/ on the main listener,
 // for admin users (auth.admins) and requests carrying admin_token, never
 // for anonymous ones; nil when neither admins nor a token are configured.
-func adminOnListener(cfg config.Config, store *cache.Store, mirror string, obs *observers, log *slog.Logger, authn *auth.Authenticator) http.Handler {
-	if cfg.AdminToken == "" && (authn == nil || len(cfg.Auth.Admins) == 0) {
+func adminOnListener(cfg config.Config, store *cache.Store, mirror string, obs *observers, log *slog.Logger, logins *auth.Authenticator) http.Handler {
+	if cfg.AdminToken == "" && (logins == nil || len(cfg.Auth.Admins) == 0) {
 		return nil
 	}
 	h := adminHandler(cfg, store, mirror, log, "", cfg.UploadLimit, obs)
-	return authn.Protect(h, auth.Policy{Admin: true, Token: cfg.AdminToken, Realm: "pullcache admin"})
+	return logins.Protect(h, auth.Policy{Admin: true, Token: cfg.AdminToken, Realm: "pullcache admin"})
 }

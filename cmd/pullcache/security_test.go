@@ -398,11 +398,11 @@ func TestAdminOnListenerNeedsAnAdmin(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	authn, err := newAuth(cfg, log)
+	logins, err := newLogins(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := startServer(t, adminOnListener(cfg, store, "", nil, log, authn), nil, config.Limits{}, nil)
+	addr := startServer(t, adminOnListener(cfg, store, "", nil, log, logins), nil, config.Limits{}, nil)
 	for authz, want := range map[string]int{
 		"":                               401,
 		basicHeader("bob", "bob-pw"):     403,
@@ -425,7 +425,7 @@ func TestAdminOnListenerNeedsAnAdmin(t *testing.T) {
 	}
 	cfg.AdminToken = ""
 	cfg.Auth.Admins = nil
-	if h := adminOnListener(cfg, store, "", nil, log, authn); h != nil {
+	if h := adminOnListener(cfg, store, "", nil, log, logins); h != nil {
 		t.Error("admin API mounted with neither admins nor a token")
 	}
 }

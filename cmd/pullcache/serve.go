@@ -45,7 +45,7 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	authn, err := newAuth(cfg, log)
+	logins, err := newLogins(cfg, log)
 	if err != nil {
 		return err
 	}
@@ -61,7 +61,7 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv, err := newProxyIn(cfg, store, log, reg, obs, authn, node)
+	srv, err := newProxyIn(cfg, store, log, reg, obs, logins, node)
 	if err != nil {
 		return err
 	}
@@ -85,19 +85,19 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		defer stopAdmin()
 	}
 	var tokens http.Handler
-	if authn != nil {
-		tokens = authn.TokenHandler()
+	if logins != nil {
+		tokens = logins.TokenHandler()
 	}
-	ui, err := consoleHandler(cfg, store, mirror, obs, log, authn)
+	ui, err := consoleHandler(cfg, store, mirror, obs, log, logins)
 	if err != nil {
 		return err
 	}
 	h := routes(srv, route{"/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{})},
-		route{auth.TokenPath, tokens}, route{"/admin/", adminOnListener(cfg, store, mirror, obs, log, authn)}, route{"/ui/", ui})
+		route{auth.TokenPath, tokens}, route{"/admin/", adminOnListener(cfg, store, mirror, obs, log, logins)}, route{"/ui/", ui})
 	u := store.Usage()
 	log.Info("listening", "addr", ln.Addr().String(), "data", cfg.Data, "max_size", u.Bound, "min_free", u.MinFree,
 		"registries", strings.Join(cfg.RegistryNames(), ","), "offline", cfg.Offline,
-		"tls", tlsConf != nil, "logins", authn != nil)
+		"tls", tlsConf != nil, "logins", logins != nil)
 	if node != nil {
 		h = node.Handler(h)
 	}
@@ -160,15 +160,15 @@ func openStoreWith(cfg config.Config, log *slog.Logger, reg prometheus.Registere
 }
 
 // newProxy builds the registry API; obs, when not nil, is told of what
-// it serves and which registries it built; authn nil means no logins.
-func newProxy(cfg config.Config, store *cache.Store, log *slog.Logger, reg prometheus.Registerer, obs *observers, authn *auth.Authenticator) (*proxy.Server, error) {
-	return newProxyIn(cfg, store, log, reg, obs, authn, nil)
+// it serves and which registries it built; logins nil means no logins.
+func newProxy(cfg config.Config, store *cache.Store, log *slog.Logger, reg prometheus.Registerer, obs *observers, logins *auth.Authenticator) (*proxy.Server, error) {
+	return newProxyIn(cfg, store, log, reg, obs, logins, nil)
 }
 
 // newProxyIn is newProxy for a member of a cluster (node nil: none):
 // every registry's client asks the owners first, and the members' own
 // requests pass no login.
-func newProxyIn(cfg config.Config, store *cache.Store, log *slog.Logger, reg prometheus.Registerer, obs *observers, authn *auth.Authenticator, node *cluster.Node) (*proxy.Server, error) {
+func newProxyIn(cfg config.Config, store *cache.Store, log *slog.Logger, reg prometheus.Registerer, obs *observers, logins *auth.Authenticator, node *cluster.Node) (*proxy.Server, error) {
 	ups, err := newUpstreams(cfg, log)
 	if err != nil {
 		return nil, err
@@ -208,7 +208,7 @@ func newProxyIn(cfg config.Config, store *cache.Store, log *slog.Logger, reg pro
 		RevalidateTimeout:   time.Duration(cfg.RevalidateTimeout),
 		Prefetch:            cfg.PrefetchEnabled() && !cfg.Offline,
 		Offline:             cfg.Offline,
-		Auth:                authn,
+		Auth:                logins,
 		PrefetchConcurrency: cfg.PrefetchConcurrency,
 		PrefetchPlatforms:   platforms,
 		DefaultPlatform:     *defaultPlatform,

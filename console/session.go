@@ -31,9 +31,9 @@ type Identity struct {
 	Credential string
 }
 
-// Authenticator checks what the login form sent: the seam where the
-// mirror's logins plug in.
-type Authenticator interface {
+// Logins check what the sign-in form sent: the seam where the mirror's
+// logins (users and the admin token) plug in.
+type Logins interface {
 	// Authenticate returns the identity that user (empty for the admin
 	// token) and secret prove. r is the form's request: failed logins
 	// are counted per client address. It fails with ErrBadLogin, or with
@@ -50,8 +50,8 @@ type LoginForm struct {
 	Users, Token bool
 }
 
-// Rules is what an Authenticator with access rules does too: it says
-// what each identity may see. Without it every identity sees everything.
+// Rules is what Logins with access rules do too: they say what each
+// identity may see. Without it every identity sees everything.
 type Rules interface {
 	// Access returns what id may pull now (asked on every request, so
 	// that a changed rule or group applies at once), or false when its
@@ -182,7 +182,7 @@ func (c *Console) viewerOf(r *http.Request) (*viewer, bool) {
 		return nil, false
 	}
 	v := &viewer{session: sess}
-	if rules, ok := c.opts.Auth.(Rules); ok {
+	if rules, ok := c.opts.Logins.(Rules); ok {
 		may, ok := rules.Access(sess.id)
 		if !ok {
 			c.sessions.remove(ck.Value)
@@ -229,7 +229,7 @@ func (c *Console) renderLogin(w http.ResponseWriter, r *http.Request, status int
 	token := randomToken()
 	http.SetCookie(w, cookie(r, loginCookie, token, 600))
 	c.render(w, r, status, "login", page{Title: "Sign in", Data: loginData{
-		CSRF: token, Error: msg, Form: c.opts.Auth.Form(), Next: safeNext(r.FormValue("next")),
+		CSRF: token, Error: msg, Form: c.opts.Logins.Form(), Next: safeNext(r.FormValue("next")),
 	}})
 }
 
@@ -255,10 +255,10 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	user := ""
-	if c.opts.Auth.Form().Users {
+	if c.opts.Logins.Form().Users {
 		user = r.PostFormValue("user")
 	}
-	id, err := c.opts.Auth.Authenticate(r, user, r.PostFormValue("secret"))
+	id, err := c.opts.Logins.Authenticate(r, user, r.PostFormValue("secret"))
 	var throttled *Throttled
 	switch {
 	case errors.As(err, &throttled):
@@ -269,7 +269,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		return
 	case err != nil:
 		c.opts.Logger.Warn("console login refused", "remote", r.RemoteAddr, "user", user, "err", err)
-		c.renderLogin(w, r, http.StatusUnauthorized, loginRefused(c.opts.Auth.Form()))
+		c.renderLogin(w, r, http.StatusUnauthorized, loginRefused(c.opts.Logins.Form()))
 		return
 	}
 	key, _ := c.sessions.create(id)
