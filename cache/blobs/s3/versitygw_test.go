@@ -27,12 +27,20 @@ const (
 // its own, and a bucket in it.
 type server struct {
 	endpoint string
+	caFile   string // the certificate of a server on TLS
 	prefixes atomic.Int64
 }
 
-// startVersitygw starts versitygw for t, or skips t when it is not
-// installed, and stops it when t ends.
+// startVersitygw starts versitygw on plain HTTP for t, or skips t when it
+// is not installed, and stops it when t ends.
 func startVersitygw(t *testing.T) *server {
+	t.Helper()
+	return startVersitygwWith(t, false)
+}
+
+// startVersitygwWith starts versitygw, on TLS with a certificate of its own
+// when withTLS.
+func startVersitygwWith(t *testing.T, withTLS bool) *server {
 	t.Helper()
 	bin := versitygwPath()
 	if bin == "" {
@@ -49,8 +57,16 @@ func startVersitygw(t *testing.T) *server {
 	}
 	defer log.Close()
 	addr := freeAddr(t)
-	cmd := exec.Command(bin, "--access", testAccessKey, "--secret", testSecretKey,
-		"--port", addr, "--quiet", "posix", root)
+	s := &server{endpoint: "http://" + addr}
+	args := []string{"--access", testAccessKey, "--secret", testSecretKey, "--port", addr, "--quiet"}
+	if withTLS {
+		s.endpoint = "https://" + addr
+		s.caFile = filepath.Join(dir, "cert.pem")
+		keyFile := filepath.Join(dir, "key.pem")
+		writeCertificate(t, s.caFile, keyFile)
+		args = append(args, "--cert", s.caFile, "--key", keyFile)
+	}
+	cmd := exec.Command(bin, append(args, "posix", root)...)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -70,7 +86,6 @@ func startVersitygw(t *testing.T) *server {
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "no-aws-config"))
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "no-aws-credentials"))
-	s := &server{endpoint: "http://" + addr}
 	tier := s.tier(t)
 	if _, err := tier.client.CreateBucket(t.Context(), &s3.CreateBucketInput{Bucket: aws.String(testBucket)}); err != nil {
 		t.Fatalf("create bucket: %v", err)
@@ -127,6 +142,7 @@ func (s *server) tier(t *testing.T) *Tier {
 	prefix := fmt.Sprintf("t%d", s.prefixes.Add(1))
 	tier, err := New(t.Context(), Config{
 		Endpoint: s.endpoint, Bucket: testBucket, Prefix: prefix, PathStyle: true, PartSize: minPartSize,
+		CAFile: s.caFile,
 	})
 	if err != nil {
 		t.Fatal(err)
