@@ -20,7 +20,8 @@ import (
 // The documentation is checked against the program: every pullcache command
 // line shown in README.md and docs/ names a subcommand that exists and passes
 // only flags that subcommand accepts (its own flag set parses them, run as
-// `pullcache CMD FLAGS... -h`); every YAML block that is a pullcache
+// `pullcache CMD FLAGS... -h`), and so are the configuration table's flags
+// (serve's); every YAML block that is a pullcache
 // configuration file, and every file key of the configuration reference's
 // table, loads through config's strict loader; every page under docs/ is
 // reachable from the README, and every relative link leads to a file (and
@@ -303,6 +304,13 @@ func TestDocsCommandsParse(t *testing.T) {
 			}
 		}
 	}
+	// The configuration table's flags are serve's.
+	for _, span := range tableColumn(t, "docs/configuration.md", "flag") {
+		checked++
+		if err := c.checkCommand(append([]string{"serve"}, strings.Fields(span)...), false); err != nil {
+			t.Errorf("docs/configuration.md: flag `%s`: %v", span, err)
+		}
+	}
 	if checked < 20 {
 		t.Errorf("only %d command lines found in the docs: is the extraction broken?", checked)
 	}
@@ -395,7 +403,7 @@ func TestDocsConfigLoads(t *testing.T) {
 	if blocks == 0 {
 		t.Error("no configuration block found in the docs")
 	}
-	keys := tableKeys(t, "docs/configuration.md")
+	keys := tableColumn(t, "docs/configuration.md", "file key")
 	if len(keys) < 30 {
 		t.Fatalf("only %d file keys found in docs/configuration.md's table", len(keys))
 	}
@@ -406,9 +414,9 @@ func TestDocsConfigLoads(t *testing.T) {
 	}
 }
 
-// tableKeys returns the file keys of the configuration table: the code spans
-// of the column headed "file key".
-func tableKeys(t *testing.T, path string) []string {
+// tableColumn returns the code spans of the column headed header in the
+// tables of path.
+func tableColumn(t *testing.T, path, header string) []string {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -422,7 +430,7 @@ func tableKeys(t *testing.T, path string) []string {
 			col = -1
 			continue
 		}
-		if i := slices.IndexFunc(cells, func(c string) bool { return strings.TrimSpace(c) == "file key" }); i >= 0 {
+		if i := slices.IndexFunc(cells, func(c string) bool { return strings.TrimSpace(c) == header }); i >= 0 {
 			col = i
 			continue
 		}
