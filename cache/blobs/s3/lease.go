@@ -181,3 +181,30 @@ func (le *Lease) Release(ctx context.Context) error {
 	}
 	return err
 }
+
+// Keep renews the lease every third of its period until ctx ends (it then
+// returns nil and the lease is still held: Release it) or the lease is lost
+// (ErrLost: stop the work it guards). A renewal that fails otherwise, the
+// bucket out of reach, is tried again at the next tick until the period
+// has passed without one: another member may then take the lease, so that
+// is ErrLost too. Run it in a goroutine of its own and wait for it to
+// return before Release.
+func (le *Lease) Keep(ctx context.Context) error {
+	tick := time.NewTicker(le.l.period / 3)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		err := le.Renew(ctx)
+		switch {
+		case err == nil || ctx.Err() != nil:
+		case errors.Is(err, ErrLost):
+			return err
+		case time.Now().After(le.until):
+			return fmt.Errorf("%w: %s: not renewed within its period: %w", ErrLost, le.name, err)
+		}
+	}
+}

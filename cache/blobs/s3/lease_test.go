@@ -1,6 +1,7 @@
 package s3
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -141,5 +142,44 @@ func TestLeaseSameHolder(t *testing.T) {
 	}
 	if err := again.Release(ctx); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestLeaseKeep keeps a lease past several periods, then loses it when its
+// object is removed under it.
+func TestLeaseKeep(t *testing.T) {
+	const period = 1500 * time.Millisecond
+	tier := startVersitygw(t).tier(t)
+	leases := tier.Leases(period)
+	a, err := leases.Acquire(t.Context(), "gc", "m1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	kept := make(chan error, 1)
+	go func() { kept <- a.Keep(ctx) }()
+	// For three periods, the lease stays held.
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for deadline := time.Now().Add(3 * period); time.Now().Before(deadline); <-tick.C {
+		if _, err := leases.Acquire(t.Context(), "gc", "m2"); !errors.Is(err, ErrHeld) {
+			t.Fatalf("acquire while kept: %v, want ErrHeld", err)
+		}
+	}
+	cancel()
+	if err := <-kept; err != nil {
+		t.Errorf("keep after its context ended: %v", err)
+	}
+	go func() { kept <- a.Keep(t.Context()) }()
+	if err := tier.delete(t.Context(), leases.key("gc"), ""); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-kept:
+		if !errors.Is(err, ErrLost) {
+			t.Errorf("keep of a removed lease: %v, want ErrLost", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("keep of a removed lease still runs after 10 s")
 	}
 }

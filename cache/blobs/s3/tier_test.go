@@ -1,8 +1,12 @@
 package s3
 
 import (
+	"context"
 	"testing"
+	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sync/errgroup"
 
@@ -48,4 +52,46 @@ func TestListPages(t *testing.T) {
 	if len(seen) != n {
 		t.Errorf("listed %d distinct blobs, want %d", len(seen), n)
 	}
+}
+
+// TestAbandonedWriter has a writer's context end with neither Commit nor
+// Cancel called, as when a fill's goroutine dies: its multipart upload is
+// aborted all the same.
+func TestAbandonedWriter(t *testing.T) {
+	tier := startVersitygw(t).tier(t)
+	b, h := blobstest.Blob(t, blobstest.LargeSize, 3)
+	ctx, cancel := context.WithCancel(t.Context())
+	w, err := tier.Create(ctx, h, int64(len(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two parts' worth: the first is sent and its upload started.
+	if _, err := w.Write(b[:2*minPartSize]); err != nil {
+		t.Fatal(err)
+	}
+	if pollUntil(t, 10*time.Second, func() int { return uploads(t, tier) }) == 0 {
+		t.Fatal("no multipart upload started after two parts were written")
+	}
+	cancel()
+	gone := pollUntil(t, 10*time.Second, func() int {
+		if uploads(t, tier) == 0 {
+			return 1
+		}
+		return 0
+	})
+	if gone == 0 {
+		t.Error("the abandoned writer's upload is still there after 10 s")
+	}
+}
+
+// uploads counts the multipart uploads under the tier's prefix.
+func uploads(t *testing.T, tier *Tier) int {
+	t.Helper()
+	out, err := tier.client.ListMultipartUploads(t.Context(), &s3.ListMultipartUploadsInput{
+		Bucket: &tier.bucket, Prefix: aws.String(tier.prefix),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(out.Uploads)
 }
