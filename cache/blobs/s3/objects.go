@@ -80,6 +80,7 @@ func (t *Tier) get(ctx context.Context, key string) (Object, error) {
 	if len(data) > MaxObjectSize {
 		return Object{}, fmt.Errorf("s3: %s is over %d bytes", key, MaxObjectSize)
 	}
+	t.counters.received(len(data))
 	now, ok := awsmiddleware.GetServerTime(out.ResultMetadata)
 	if !ok {
 		now = time.Now()
@@ -101,6 +102,7 @@ func (t *Tier) put(ctx context.Context, key string, data []byte, ifMatch string)
 	out, err := t.client.PutObject(ctx, in)
 	switch {
 	case err == nil:
+		t.counters.sent(len(data))
 		return aws.ToString(out.ETag), nil
 	case conditionFailed(err) && ifMatch == "":
 		return "", fmt.Errorf("%w: %s: %w", blobs.ErrExists, key, err)

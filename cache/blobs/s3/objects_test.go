@@ -3,13 +3,17 @@ package s3
 import (
 	"context"
 	"errors"
+	"io"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/pullcache/pullcache/cache/blobs"
+	"github.com/pullcache/pullcache/cache/blobs/blobstest"
 )
 
 func TestObjects(t *testing.T) {
@@ -109,4 +113,53 @@ func pollUntil(t *testing.T, limit time.Duration, f func() int) int {
 		case <-tick.C:
 		}
 	}
+}
+
+// TestMetrics counts a tier's requests by outcome and its bytes.
+func TestMetrics(t *testing.T) {
+	s := startVersitygw(t)
+	reg := prometheus.NewRegistry()
+	tier, err := New(t.Context(), Config{Endpoint: s.endpoint, Bucket: testBucket, Prefix: "metrics", PathStyle: true, Metrics: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, h := blobstest.Blob(t, 3000, 1)
+	if _, err := tier.Stat(t.Context(), h); !errors.Is(err, blobs.ErrNotFound) {
+		t.Fatal(err)
+	}
+	put(t, tier, h, b)
+	if _, err := tier.CreateObject(t.Context(), "x", []byte("12345")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tier.CreateObject(t.Context(), "x", []byte("12345")); !errors.Is(err, blobs.ErrExists) {
+		t.Fatal(err)
+	}
+	rc, _, err := tier.Open(t.Context(), h, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, rc)
+	rc.Close()
+	for _, c := range []struct {
+		c    prometheus.Collector
+		want float64
+	}{
+		{tier.counters.requests.WithLabelValues("HeadObject", "not_found"), 1},
+		{tier.counters.requests.WithLabelValues("PutObject", "ok"), 2},
+		{tier.counters.requests.WithLabelValues("PutObject", "condition_failed"), 1},
+		{tier.counters.requests.WithLabelValues("GetObject", "ok"), 1},
+		{tier.counters.bytes.WithLabelValues("sent"), 3005},
+		{tier.counters.bytes.WithLabelValues("received"), 2000},
+	} {
+		if got := testutil.ToFloat64(c.c); got != c.want {
+			t.Errorf("%s: %v, want %v", metricName(c.c), got, c.want)
+		}
+	}
+}
+
+// metricName names a counter with its labels, for messages.
+func metricName(c prometheus.Collector) string {
+	ch := make(chan *prometheus.Desc, 1)
+	c.Describe(ch)
+	return (<-ch).String()
 }

@@ -39,7 +39,7 @@ func (t *Tier) Open(ctx context.Context, h v1.Hash, offset int64) (io.ReadCloser
 		out.Body.Close()
 		return nil, 0, fmt.Errorf("s3: get %s: %w", h, err)
 	}
-	return out.Body, size, nil
+	return countingBody{ReadCloser: out.Body, m: t.counters}, size, nil
 }
 
 // openAtEnd answers a range the server refused (RFC 9110 15.5.17): an

@@ -28,6 +28,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pullcache/pullcache/cache/blobs"
 )
@@ -61,6 +62,9 @@ type Config struct {
 	// (S3's minimum part); grown for blobs that would need more than
 	// 10,000 parts.
 	PartSize int64
+	// Metrics registers the tier's request and byte counters. Default:
+	// not registered.
+	Metrics prometheus.Registerer
 }
 
 // Sizes S3 imposes on multipart uploads.
@@ -73,6 +77,7 @@ const (
 // Tier is a blobs.Tier in a bucket, plus its small objects and leases.
 type Tier struct {
 	client   *s3.Client
+	counters *counters
 	bucket   string
 	prefix   string
 	partSize int64
@@ -96,7 +101,9 @@ func New(ctx context.Context, cfg Config) (*Tier, error) {
 	if err != nil {
 		return nil, err
 	}
+	m := newCounters(cfg.Metrics)
 	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
+		o.APIOptions = append(o.APIOptions, m.count)
 		if cfg.Endpoint != "" {
 			o.BaseEndpoint = aws.String(cfg.Endpoint)
 		}
@@ -110,7 +117,7 @@ func New(ctx context.Context, cfg Config) (*Tier, error) {
 	if prefix != "" && !strings.HasSuffix(prefix, "/") {
 		prefix += "/"
 	}
-	return &Tier{client: client, bucket: cfg.Bucket, prefix: prefix, partSize: cfg.PartSize}, nil
+	return &Tier{client: client, counters: m, bucket: cfg.Bucket, prefix: prefix, partSize: cfg.PartSize}, nil
 }
 
 func loadAWSConfig(ctx context.Context, cfg Config) (aws.Config, error) {

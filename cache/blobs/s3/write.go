@@ -248,6 +248,7 @@ func (u *upload) putWhole(ctx context.Context, data []byte) error {
 	if err != nil {
 		return fmt.Errorf("s3: put %s: %w", u.h, err)
 	}
+	u.t.counters.sent(len(data))
 	return nil
 }
 
@@ -265,6 +266,7 @@ func (u *upload) uploadPart(ctx context.Context, data []byte) error {
 	if err != nil {
 		return fmt.Errorf("s3: upload part %d of %s: %w", n, u.h, err)
 	}
+	u.t.counters.sent(len(data))
 	u.completed = append(u.completed, types.CompletedPart{ETag: out.ETag, PartNumber: aws.Int32(n)})
 	return nil
 }
