@@ -18,6 +18,9 @@ type Verifier struct {
 	size    int64
 	written int64
 	h       hash.Hash
+	// overflowed is set by a write past the size: the write as a whole is
+	// then wrong, even if the bytes kept are the blob.
+	overflowed bool
 }
 
 // NewVerifier checks bytes against blob want of the given size. Digests
@@ -41,6 +44,7 @@ func NewVerifier(want v1.Hash, size int64) (*Verifier, error) {
 // Write hashes p, refusing bytes beyond the expected size.
 func (v *Verifier) Write(p []byte) (int, error) {
 	if int64(len(p)) > v.size-v.written {
+		v.overflowed = true
 		return 0, fmt.Errorf("%w: %s has %d bytes, more were written", ErrSizeMismatch, v.want, v.size)
 	}
 	v.written += int64(len(p))
@@ -52,6 +56,9 @@ func (v *Verifier) Written() int64 { return v.written }
 
 // Verify reports whether exactly the expected bytes were written.
 func (v *Verifier) Verify() error {
+	if v.overflowed {
+		return fmt.Errorf("%w: %s has %d bytes, more were written", ErrSizeMismatch, v.want, v.size)
+	}
 	if v.written != v.size {
 		return fmt.Errorf("%w: %s has %d bytes, %d were written", ErrSizeMismatch, v.want, v.size, v.written)
 	}

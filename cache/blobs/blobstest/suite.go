@@ -276,10 +276,14 @@ func testSizeMismatch(t *testing.T, tier blobs.Tier) {
 		if err == nil {
 			err = w.Commit()
 		}
-		w.Cancel()
 		if !errors.Is(err, blobs.ErrSizeMismatch) {
 			t.Errorf("%s: %v, want ErrSizeMismatch", c.name, err)
 		}
+		// A writer told of too many bytes does not commit the ones it kept.
+		if err := w.Commit(); err == nil {
+			t.Errorf("%s: commit after the failed write succeeded", c.name)
+		}
+		w.Cancel()
 		absent(t, tier, h)
 	}
 }
