@@ -134,8 +134,9 @@ func (l *Leases) takeOver(ctx context.Context, name, holder string) (*Lease, err
 		return nil, err
 	}
 	var rec leaseRecord
-	if err := json.Unmarshal(obj.Data, &rec); err != nil {
-		return nil, fmt.Errorf("s3: lease %s: unreadable record: %w", name, err)
+	if err := json.Unmarshal(obj.Data, &rec); err != nil || rec.Holder == "" {
+		// Not written by Acquire: held by no one, expiring as ours would.
+		rec = leaseRecord{Holder: "(unreadable)", PeriodMS: l.period.Milliseconds()}
 	}
 	remaining := obj.Modified.Add(time.Duration(rec.PeriodMS)*time.Millisecond + httpDateSlack).Sub(obj.ServerTime)
 	if rec.Holder != holder && remaining > 0 {

@@ -183,3 +183,33 @@ func TestLeaseKeep(t *testing.T) {
 		t.Fatal("keep of a removed lease still runs after 10 s")
 	}
 }
+
+// TestLeaseUnreadable treats a lease object not written by Acquire as held
+// for one period from its writing, then taken over: a stray object does
+// not block the work forever.
+func TestLeaseUnreadable(t *testing.T) {
+	const period = time.Second
+	tier := startVersitygw(t).tier(t)
+	leases := tier.Leases(period)
+	if _, err := tier.put(t.Context(), leases.key("gc"), []byte("not json"), ""); err != nil {
+		t.Fatal(err)
+	}
+	var le *Lease
+	var err error
+	got := pollUntil(t, 10*time.Second, func() int {
+		le, err = leases.Acquire(t.Context(), "gc", "m1")
+		if err != nil && !errors.Is(err, ErrHeld) {
+			t.Fatal(err)
+		}
+		if le == nil {
+			return 0
+		}
+		return 1
+	})
+	if got == 0 {
+		t.Fatalf("a stray lease object still blocks after 10 s: %v", err)
+	}
+	if err := le.Release(t.Context()); err != nil {
+		t.Error(err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -243,7 +244,7 @@ func (u *upload) putWhole(ctx context.Context, data []byte) error {
 		ContentLength: aws.Int64(int64(len(data))), IfNoneMatch: aws.String("*"),
 	})
 	if conditionFailed(err) {
-		return fmt.Errorf("%w: %s: %w", blobs.ErrExists, u.h, err)
+		return u.refused(ctx, err)
 	}
 	if err != nil {
 		return fmt.Errorf("s3: put %s: %w", u.h, err)
@@ -294,13 +295,26 @@ func (u *upload) complete(ctx context.Context) error {
 		IfNoneMatch:     aws.String("*"),
 	})
 	if conditionFailed(err) {
-		return fmt.Errorf("%w: %s: %w", blobs.ErrExists, u.h, err)
+		return u.refused(ctx, err)
 	}
 	if err != nil {
 		return fmt.Errorf("s3: complete upload of %s: %w", u.h, err)
 	}
 	u.id = nil
 	return nil
+}
+
+// refused says why the bucket refused to create the blob: it exists (412),
+// or another write of it was in flight (409 ConditionalRequestConflict),
+// which is ErrExists only if that write has landed; if not, the caller may
+// write again.
+func (u *upload) refused(ctx context.Context, err error) error {
+	if status(err) == http.StatusConflict {
+		if _, statErr := u.t.Stat(ctx, u.h); statErr != nil {
+			return fmt.Errorf("s3: write of %s conflicted with another, which has not landed: %w", u.h, err)
+		}
+	}
+	return fmt.Errorf("%w: %s: %w", blobs.ErrExists, u.h, err)
 }
 
 // abort drops the multipart upload, on a context of its own: ctx may be
