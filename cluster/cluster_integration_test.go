@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -187,8 +188,13 @@ func get(ctx context.Context, base, digest string) (string, error) {
 // over 3 members ask for one cold blob at once; the upstream sends it
 // once, every client gets the right bytes, in about the time of one
 // direct GET over the same uplink.
+//
+// CLUSTER_HERD_MIB and CLUSTER_HERD_RATE (bytes per second) change the
+// blob's size and the uplink's rate: 100 and 25000000 are the
+// benchmark's figures.
 func TestClusterFetchesABlobOnceForClientsOfEveryMember(t *testing.T) {
-	const size, rate, clients = 8 << 20, 4 << 20, 32
+	const clients = 32
+	size, rate := envInt(t, "CLUSTER_HERD_MIB", 8)<<20, envInt(t, "CLUSTER_HERD_RATE", 4<<20)
 	up, upURL, digest := startUpstream(t, rate, size)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -199,7 +205,29 @@ func TestClusterFetchesABlobOnceForClientsOfEveryMember(t *testing.T) {
 	direct := time.Since(start)
 	up.Reset()
 	ms := startCluster(t, 3, upURL)
-	start = time.Now()
+	cold := herd(ctx, t, ms, clients, digest)
+	st := up.Stats()
+	// The same clients again, warm: what the machine itself allows.
+	warm := herd(ctx, t, ms, clients, digest)
+	floor := max(direct, warm)
+	t.Logf("3 members, %d clients, %d MiB at %.1f MB/s: %d upstream GETs, %d bytes; cold wall %v, one direct GET %v (%.2f×), the same clients warm %v; cold / max(direct, warm) = %.2f",
+		clients, size>>20, float64(rate)/1e6, st.BlobGETs, st.BlobBytes, cold.Round(time.Millisecond), direct.Round(time.Millisecond),
+		cold.Seconds()/direct.Seconds(), warm.Round(time.Millisecond), cold.Seconds()/floor.Seconds())
+	if st.BlobGETs != 1 {
+		t.Errorf("%d upstream blob GETs, want 1", st.BlobGETs)
+	}
+	// Loose: this runs beside other tests on two cores; the benchmark
+	// holds the 1.1 target.
+	if cold > 2*floor {
+		t.Errorf("cold wall %v, more than twice max(one direct GET, the same clients warm) = %v", cold, floor)
+	}
+}
+
+// herd runs clients GETs of digest spread over the members at once and
+// returns the wall time; each must get the right bytes.
+func herd(ctx context.Context, t *testing.T, ms []*testMember, clients int, digest string) time.Duration {
+	t.Helper()
+	start := time.Now()
 	errs := make(chan error, clients)
 	for i := range clients {
 		go func() {
@@ -215,18 +243,7 @@ func TestClusterFetchesABlobOnceForClientsOfEveryMember(t *testing.T) {
 			t.Errorf("client %d: %v", i, err)
 		}
 	}
-	wall := time.Since(start)
-	st := up.Stats()
-	t.Logf("3 members, %d clients, %d MiB at %d MiB/s: %d upstream GETs, %d bytes; wall %v, one direct GET %v, ratio %.2f",
-		clients, size>>20, rate>>20, st.BlobGETs, st.BlobBytes, wall.Round(time.Millisecond), direct.Round(time.Millisecond), wall.Seconds()/direct.Seconds())
-	if st.BlobGETs != 1 {
-		t.Errorf("%d upstream blob GETs, want 1", st.BlobGETs)
-	}
-	// Loose: this runs beside other tests on two cores; the benchmark
-	// holds the 1.1 target.
-	if wall > 2*direct {
-		t.Errorf("wall %v, more than twice one direct GET (%v)", wall, direct)
-	}
+	return time.Since(start)
 }
 
 // TestOwnerKilledMidFill: the owner of a blob dies half-way through its
@@ -311,4 +328,17 @@ func testLogger(self string) *slog.Logger {
 		return nil
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("self", self)
+}
+
+func envInt(t *testing.T, name string, def int) int {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		t.Fatalf("%s=%q: want a positive number", name, v)
+	}
+	return n
 }

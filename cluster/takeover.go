@@ -39,6 +39,7 @@ type blobReader struct {
 	cancel    context.CancelCauseFunc // ends it
 	stall     *time.Timer
 	broken    error // the failure a takeover must follow
+	failed    error // the takeover failed too: every later Read says so
 }
 
 // open starts streaming from the first member in hashing order not tried
@@ -116,8 +117,12 @@ func (r *blobReader) use(actx context.Context, m string, body io.ReadCloser, siz
 
 func (r *blobReader) Read(p []byte) (int, error) {
 	for {
+		if r.failed != nil {
+			return 0, r.failed
+		}
 		if r.broken != nil {
 			if err := r.takeOver(); err != nil {
+				r.failed = err
 				return 0, err
 			}
 		}
