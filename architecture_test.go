@@ -18,10 +18,12 @@ const module = "github.com/pullcache/pullcache"
 // they may not import each other; auth (logins and access rules) is a leaf
 // proxy imports, and cmd adapts to the console's sign-in. cluster (members,
 // ownership, peer fills) decorates the upstream clients cmd gives the
-// proxy, so it imports neither proxy nor cache. A package missing here fails the test, so a
-// new one is a decision, not an accident.
+// proxy, so it imports neither proxy nor cache. health (readiness and
+// draining) is a leaf cmd wires the store's and upstreams' states into. A
+// package missing here fails the test, so a new one is a decision, not an
+// accident.
 var allowed = map[string][]string{
-	"cmd/pullcache": {"config", "proxy", "cache", "upstream", "admin", "archive", "stats", "console", "auth", "cluster"},
+	"cmd/pullcache": {"config", "proxy", "cache", "upstream", "admin", "archive", "stats", "console", "auth", "cluster", "health"},
 	"proxy":         {"cache", "upstream", "stats", "auth"},
 	"stats":         {},
 	"auth":          {},
@@ -37,6 +39,7 @@ var allowed = map[string][]string{
 	"cache/blobs/blobstest": {"cache/blobs"},
 	"cache/blobs/s3":        {"cache/blobs"},
 	"cluster":               {"upstream"},
+	"health":                {},
 }
 
 func TestDependenciesFlowOneWay(t *testing.T) {

@@ -76,6 +76,12 @@ type Config struct {
 	// schema 2 images but no list type (Docker before 1.10), as Docker Hub
 	// answers such clients. Default "linux/amd64".
 	DefaultPlatform string `yaml:"default_platform"`
+	// ShutdownGrace bounds how long a stopping server (SIGTERM, SIGINT)
+	// goes on serving the transfers in flight after /readyz turned 503;
+	// then their connections are closed. It fits inside docker stop's 10 s
+	// (and must stay below Kubernetes' terminationGracePeriodSeconds).
+	// Default 8s.
+	ShutdownGrace Duration `yaml:"shutdown_grace"`
 	// Offline serves only cached content and never contacts an upstream.
 	// Default false.
 	Offline bool `yaml:"offline"`
@@ -189,6 +195,7 @@ func Default() Config {
 		StallTimeout:        Duration(60 * time.Second),
 		ResponseTimeout:     Duration(20 * time.Second),
 		RevalidateTimeout:   Duration(5 * time.Second),
+		ShutdownGrace:       Duration(8 * time.Second),
 		DefaultPlatform:     "linux/amd64",
 		UploadLimit:         10 << 30,
 		Limits:              Limits{MaxConnections: 10000},
@@ -271,6 +278,9 @@ func (c Config) Validate() error {
 	}
 	if c.ResponseTimeout <= 0 || c.RevalidateTimeout <= 0 {
 		errs = append(errs, errors.New("response_timeout and revalidate_timeout: must be positive"))
+	}
+	if c.ShutdownGrace <= 0 {
+		errs = append(errs, errors.New("shutdown_grace: must be positive"))
 	}
 	if _, ok := c.Registries[c.DefaultRegistry]; !ok {
 		errs = append(errs, fmt.Errorf("default_registry %q: not among the configured registries %v", c.DefaultRegistry, c.RegistryNames()))

@@ -62,6 +62,33 @@ func TestPrecedenceFlagsOverEnvOverFile(t *testing.T) {
 	}
 }
 
+// TestShutdownGrace: the key, its env variable and its flag set the same
+// field, and the default leaves room inside docker stop's 10 s.
+func TestShutdownGrace(t *testing.T) {
+	tests := []struct {
+		name, file string
+		env        map[string]string
+		args       []string
+		want       time.Duration
+	}{
+		{"default", "", nil, nil, 8 * time.Second},
+		{"file", "shutdown_grace: 20s\n", nil, nil, 20 * time.Second},
+		{"env over file", "shutdown_grace: 20s\n", map[string]string{"PULLCACHE_SHUTDOWN_GRACE": "25s"}, nil, 25 * time.Second},
+		{"flag over env", "", map[string]string{"PULLCACHE_SHUTDOWN_GRACE": "25s"}, []string{"--shutdown-grace", "3s"}, 3 * time.Second},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := load(t, tc.file, tc.env, tc.args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := time.Duration(c.ShutdownGrace); got != tc.want {
+				t.Errorf("shutdown_grace = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
 func TestUpstreams(t *testing.T) {
 	c, err := load(t, "", map[string]string{"PULLCACHE_UPSTREAM": "ghcr.io=https://ghcr.example, quay.io=http://10.0.0.1:5000"},
 		"--upstream", "docker.io=http://127.0.0.1:5001")
@@ -118,6 +145,7 @@ func TestValidate(t *testing.T) {
 		{"default platform", func(c *Config) { c.DefaultPlatform = "amd64" }, "default_platform"},
 		{"negative negative_ttl", func(c *Config) { c.NegativeTTL = -1 }, "negative_ttl"},
 		{"zero response_timeout", func(c *Config) { c.ResponseTimeout = 0 }, "response_timeout"},
+		{"zero shutdown_grace", func(c *Config) { c.ShutdownGrace = 0 }, "shutdown_grace"},
 		{"zero revalidate_timeout", func(c *Config) { c.RevalidateTimeout = 0 }, "revalidate_timeout"},
 	}
 	for _, tc := range tests {

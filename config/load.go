@@ -38,6 +38,9 @@ var settings = []setting{
 	{"revalidate-timeout", "PULLCACHE_REVALIDATE_TIMEOUT", "longest wait for a revalidation before the cached copy is served stale (default 5s)", func(c *Config, v string) error {
 		return c.RevalidateTimeout.UnmarshalText([]byte(v))
 	}, false},
+	{"shutdown-grace", "PULLCACHE_SHUTDOWN_GRACE", "how long a stopping server finishes the transfers in flight (default 8s)", func(c *Config, v string) error {
+		return c.ShutdownGrace.UnmarshalText([]byte(v))
+	}, false},
 	{"default-registry", "PULLCACHE_DEFAULT_REGISTRY", "registry for requests that name none (default docker.io)", func(c *Config, v string) error { c.DefaultRegistry = v; return nil }, false},
 	{"prefetch", "PULLCACHE_PREFETCH", "prefetch the blobs of fetched manifests (default true)", func(c *Config, v string) error {
 		b, err := parseBool(v)

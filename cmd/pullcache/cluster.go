@@ -124,7 +124,7 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		base = cfg.Cluster.Self
 	}
 	if base == "" {
-		base = strings.TrimSuffix(healthURL(cfg.Listen), "/healthz")
+		base = healthURL(cfg.Listen, "")
 	}
 	sc := statusClient{secret: secret, timeout: *timeout}
 	view, err := sc.get(ctx, strings.TrimSuffix(base, "/"))

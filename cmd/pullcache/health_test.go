@@ -6,6 +6,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/pullcache/pullcache/health"
 )
 
 func TestHealthURL(t *testing.T) {
@@ -19,7 +21,7 @@ func TestHealthURL(t *testing.T) {
 		{"mirror.lan:5000", "http://mirror.lan:5000/healthz"},
 	}
 	for _, tc := range tests {
-		if got := healthURL(tc.listen); got != tc.want {
+		if got := healthURL(tc.listen, "/healthz"); got != tc.want {
 			t.Errorf("healthURL(%q) = %q, want %q", tc.listen, got, tc.want)
 		}
 	}
@@ -74,6 +76,49 @@ func TestHealth(t *testing.T) {
 			}
 			if !strings.Contains(out, tc.want) {
 				t.Errorf("output %q does not contain %q", out, tc.want)
+			}
+		})
+	}
+}
+
+// TestHealthReady runs `pullcache health --ready` against /readyz in each
+// state: ready and degraded exit 0 and say so, not ready exits 1 with the
+// reason.
+func TestHealthReady(t *testing.T) {
+	tests := []struct {
+		name     string
+		setup    func(r *health.Readiness)
+		wantCode int
+		want     string
+	}{
+		{"ready", func(*health.Readiness) {}, 0, "ok: "},
+		{"degraded", func(r *health.Readiness) {
+			r.Add("disk", func() (health.State, string) { return health.Degraded, "disk full: 1 MiB free" })
+		}, 0, "degraded (disk: disk full: 1 MiB free): "},
+		{"loading", func(r *health.Readiness) { r.SetLoading(true) }, 1, "503 Service Unavailable: unready (loading: the index is loading)"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := health.New(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.setup(r)
+			srv := httptest.NewServer(routes(http.NotFoundHandler(), route{"/readyz", r}))
+			defer srv.Close()
+			code, stdout, stderr := runCLI(t, "health", "--ready", "--listen", strings.TrimPrefix(srv.URL, "http://"))
+			if code != tc.wantCode {
+				t.Errorf("exit %d, want %d (stdout %q, stderr %q)", code, tc.wantCode, stdout, stderr)
+			}
+			out := stdout
+			if tc.wantCode != 0 {
+				out = stderr
+			}
+			if !strings.Contains(out, tc.want) {
+				t.Errorf("output %q does not contain %q", out, tc.want)
+			}
+			if !strings.Contains(out, srv.URL+"/readyz") {
+				t.Errorf("output %q does not name %s/readyz", out, srv.URL)
 			}
 		})
 	}

@@ -24,11 +24,13 @@ import (
 	"github.com/pullcache/pullcache/cache"
 	"github.com/pullcache/pullcache/cluster"
 	"github.com/pullcache/pullcache/config"
+	"github.com/pullcache/pullcache/health"
 	"github.com/pullcache/pullcache/proxy"
 )
 
-// shutdownGrace bounds how long in-flight responses may take after a
-// signal before the server closes them.
+// shutdownGrace bounds how long the admin socket's and warm's in-flight
+// responses may take after a signal before the server closes them; the
+// main listener has its own, configured, shutdown_grace.
 const shutdownGrace = 30 * time.Second
 
 func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
@@ -92,7 +94,11 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	h := routes(srv, route{"/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{})},
+	ready, err := newReadiness(store, obs, reg)
+	if err != nil {
+		return err
+	}
+	h := routes(srv, route{"/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{})}, route{"/readyz", ready},
 		route{auth.TokenPath, tokens}, route{"/admin/", adminOnListener(cfg, store, mirror, obs, log, logins)}, route{"/ui/", ui})
 	u := store.Usage()
 	log.Info("listening", "addr", ln.Addr().String(), "data", cfg.Data, "max_size", u.Bound, "min_free", u.MinFree,
@@ -101,9 +107,9 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if node != nil {
 		h = node.Handler(h)
 	}
-	hs := newHTTPServer(limitRequests(h, cfg.Limits.MaxRequestsPerClient), log)
+	hs := newHTTPServer(ready.Track(limitRequests(h, cfg.Limits.MaxRequestsPerClient), isProbe), log)
 	hs.TLSConfig = tlsConf
-	return serveUntilSignal(ctx, ln, hs, log)
+	return serveUntilSignal(ctx, ln, hs, drainer{ready, time.Duration(cfg.ShutdownGrace)}, log)
 }
 
 func loadConfig(name string, args []string, stderr io.Writer) (config.Config, error) {
@@ -218,10 +224,18 @@ func newProxyIn(cfg config.Config, store *cache.Store, log *slog.Logger, reg pro
 	})
 }
 
+// drainer is how a signal stops the server: readiness to turn 503 and
+// wait on, and the grace the transfers in flight get.
+type drainer struct {
+	ready *health.Readiness
+	grace time.Duration
+}
+
 // serveUntilSignal serves hs on ln (over TLS when hs has a TLSConfig)
-// until SIGINT or SIGTERM, then stops accepting and gives in-flight
-// responses shutdownGrace to finish.
-func serveUntilSignal(ctx context.Context, ln net.Listener, hs *http.Server, log *slog.Logger) error {
+// until SIGINT or SIGTERM, then drains: /readyz answers 503 at once while
+// the listener stays open, the transfers in flight get d.grace to finish,
+// and then the server closes.
+func serveUntilSignal(ctx context.Context, ln net.Listener, hs *http.Server, d drainer, log *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	g, gctx := errgroup.WithContext(ctx)
@@ -233,15 +247,31 @@ func serveUntilSignal(ctx context.Context, ln net.Listener, hs *http.Server, log
 	})
 	g.Go(func() error {
 		<-gctx.Done()
-		log.Info("shutting down")
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
-		defer cancel()
-		if err := hs.Shutdown(sctx); err != nil {
-			hs.Close()
-		}
+		drain(context.WithoutCancel(ctx), hs, d, log)
 		return nil
 	})
 	return g.Wait()
+}
+
+// drain stops hs gracefully within d.grace.
+func drain(ctx context.Context, hs *http.Server, d drainer, log *slog.Logger) {
+	start := time.Now()
+	log.Info("shutting down: draining", "grace", d.grace)
+	ctx, cancel := context.WithTimeout(ctx, d.grace)
+	defer cancel()
+	// Each response from now on closes its connection, so clients that
+	// come back open a new one, which a load balancer sends elsewhere.
+	hs.SetKeepAlivesEnabled(false)
+	err := d.ready.Drain(ctx)
+	if err == nil {
+		err = hs.Shutdown(ctx)
+	}
+	if err != nil {
+		hs.Close()
+		log.Warn("shutdown grace ran out: connections closed with transfers in flight", "grace", d.grace)
+		return
+	}
+	log.Info("drained", "took", time.Since(start).Round(time.Millisecond))
 }
 
 // serveOn serves hs on ln: HTTPS with HTTP/2 when hs has a TLSConfig

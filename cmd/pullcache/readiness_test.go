@@ -1,0 +1,79 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pullcache/pullcache/cache"
+	"github.com/pullcache/pullcache/health"
+	"github.com/pullcache/pullcache/upstream"
+)
+
+// TestStoreStatesAreDegradedNotUnready: a full disk, a read-only index and
+// the start-up count are named, but the mirror stays in its Service.
+func TestStoreStatesAreDegradedNotUnready(t *testing.T) {
+	tests := []struct {
+		name       string
+		check      func(cache.State) (health.State, string)
+		st         cache.State
+		want       health.State
+		wantReason string
+	}{
+		{"index writable", indexState, cache.State{Free: 10 << 30, MinFree: 1 << 30}, health.OK, ""},
+		{"index read-only", indexState, cache.State{ReadOnly: true}, health.Degraded, "the index is read-only"},
+		{"start-up count", indexState, cache.State{Scanning: true}, health.Degraded, "counting the cached blobs"},
+		{"read-only named before the count", indexState, cache.State{Scanning: true, ReadOnly: true}, health.Degraded, "read-only"},
+		{"disk with room", diskState, cache.State{Free: 10 << 30, MinFree: 1 << 30}, health.OK, ""},
+		{"disk below min_free", diskState, cache.State{Free: 1 << 20, MinFree: 1 << 30}, health.Degraded, "1.0 MiB free, below min_free 1.0 GiB"},
+		{"disk not asked", diskState, cache.State{Free: -1, MinFree: 1 << 30}, health.OK, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, reason := tc.check(tc.st)
+			if got != tc.want {
+				t.Errorf("state %v, want %v", got, tc.want)
+			}
+			if !strings.Contains(reason, tc.wantReason) {
+				t.Errorf("reason %q does not contain %q", reason, tc.wantReason)
+			}
+		})
+	}
+}
+
+func TestUpstreamStateNamesFailingEndpoints(t *testing.T) {
+	now := time.Date(2026, 12, 7, 22, 0, 0, 0, time.UTC)
+	down := upstream.EndpointStatus{Host: "registry-1.docker.io", DownUntil: now.Add(10 * time.Second),
+		LastError: "connection refused", LastErrorAt: now.Add(-20 * time.Second)}
+	recovered := upstream.EndpointStatus{Host: "mirror.gcr.io", DownUntil: now.Add(-time.Second), LastOK: now}
+	many := make([]upstream.EndpointStatus, 5)
+	for i := range many {
+		many[i] = down
+	}
+	tests := []struct {
+		name       string
+		sts        []upstream.Status
+		want       health.State
+		wantReason string
+	}{
+		{"none configured", nil, health.OK, ""},
+		{"all answer", []upstream.Status{{Registry: "docker.io", Endpoints: []upstream.EndpointStatus{recovered}}}, health.OK, ""},
+		{"one failing", []upstream.Status{{Registry: "docker.io", Endpoints: []upstream.EndpointStatus{down, recovered}}},
+			health.Degraded, "docker.io (registry-1.docker.io) failing since 2026-12-07T21:59:40Z: connection refused"},
+		{"many failing, three named", []upstream.Status{{Registry: "docker.io", Endpoints: many}}, health.Degraded, "; and 2 more"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, reason := upstreamState(tc.sts, now)
+			if got != tc.want {
+				t.Errorf("state %v, want %v", got, tc.want)
+			}
+			if !strings.Contains(reason, tc.wantReason) {
+				t.Errorf("reason %q does not contain %q", reason, tc.wantReason)
+			}
+			if tc.want == health.OK && reason != "" {
+				t.Errorf("reason %q on OK", reason)
+			}
+		})
+	}
+}
