@@ -159,6 +159,14 @@ func (f *Flags) Load(getenv func(string) string) (Config, error) {
 	return cfg, f.applyFlags(&cfg)
 }
 
+// LoadFile is the configuration a file gives on its own: the defaults,
+// then the file. It does not validate, and reads no environment.
+func LoadFile(path string) (Config, error) {
+	cfg := Default()
+	err := loadFile(&cfg, path)
+	return cfg, err
+}
+
 func loadFile(cfg *Config, path string) error {
 	b, err := os.ReadFile(path)
 	if err != nil {

@@ -109,6 +109,8 @@ go_install staticcheck honnef.co/go/tools/cmd/staticcheck@v0.8.2
 go_install registry github.com/distribution/distribution/v3/cmd/registry@v3.1.2
 # The S3-compatible server the blob tier's tests start (cache/blobs/s3).
 go_install versitygw github.com/versity/versitygw/cmd/versitygw@v1.8.0
+# The Helm chart's tests (deploy/helm/check) lint and render it with helm.
+go_install helm helm.sh/helm/v4/cmd/helm@v4.3.2
 # The OCI distribution-spec conformance suite, which the pull conformance
 # test runs through the mirror.
 go_install conformance github.com/opencontainers/distribution-spec/conformance@v0.0.0-20260831232431-97274622c111

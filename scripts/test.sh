@@ -89,6 +89,10 @@ for target in "${targets[@]}"; do
 	fuzz_once "$pkg" "$name" || fail "fuzz $pkg $name"
 done
 
+step "Helm chart (deploy/helm/check: helm lint, helm template, strict Kubernetes types, pullcache config check)"
+# A module of its own, so k8s.io/api stays out of the main go.mod.
+(cd deploy/helm/check && go vet ./... && go test -count=1 ./...) || fail "Helm chart checks"
+
 step "end-to-end tests (real clients through a real pullcache)"
 # Screenshots of the console's browser tests go to test-output/ (the
 # test's artifact directory; scripts/screenshots.sh refreshes docs/).

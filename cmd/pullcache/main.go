@@ -37,6 +37,7 @@ func commands() []command {
 		{"unpin", "let pinned images be evicted again (IMAGE...)", runUnpin},
 		{"history", "show the digests a tag pointed to (IMAGE[:TAG])", runHistory},
 		{"cluster", "show the cluster's members, health, ownership share and fills in flight", runCluster},
+		{"config", "validate a configuration file: exit 1 naming each key serve would refuse (check FILE)", runConfig},
 		{"health", "check a running server's /healthz: exit 0 when healthy, 1 when not", runHealth},
 		{"version", "print the version", runVersion},
 		{"help", "list the subcommands", nil},
