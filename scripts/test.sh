@@ -22,6 +22,26 @@ gobin="$(go env GOBIN)"
 [ -n "$gobin" ] || gobin="$(go env GOPATH)/bin"
 export PATH="$PATH:$gobin:/usr/sbin:/sbin"
 
+# Every go test step runs with -json through test/summary, which prints the
+# output as it comes (all of it with -v, else failed tests' only, as go test
+# does) and records the step's events in $records/STEP.json; the last step
+# reports every skipped test and each fuzz target's executions from them.
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+records="$work/records"
+mkdir -p "$records"
+summary="$work/summary"
+# gotest STEP [-v] ARGS...: go test -json ARGS, shown and recorded as STEP.
+gotest() {
+	local name="$1" v=()
+	shift
+	if [ "${1:-}" = -v ]; then
+		v=(-v)
+		shift
+	fi
+	go test -json "$@" 2>&1 | "$summary" stream "${v[@]}" -o "$records/$name.json"
+}
+
 step "install test dependencies"
 ./scripts/install-test-deps.sh --bench || fail "installing test dependencies"
 
@@ -36,9 +56,15 @@ go vet ./... || fail "go vet"
 step "staticcheck"
 staticcheck ./... || fail "staticcheck"
 
+step "build test/summary (the skip and fuzz summaries)"
+go build -o "$summary" ./test/summary || fail "go build ./test/summary"
+
 step "go test -race (unit and integration; includes the dependency-direction test)"
 # The e2e package skips itself without PULLCACHE_E2E; make sure it does here.
-env -u PULLCACHE_E2E go test -race -count=1 ./... || fail "go test -race"
+(
+	unset PULLCACHE_E2E
+	gotest unit -race -count=1 ./...
+) || fail "go test -race"
 
 # fuzz: every Fuzz* target in the module, 10 s each. `go test -list` prints a
 # package's matching names followed by its "ok <pkg>" line; packages without
@@ -58,21 +84,22 @@ while IFS= read -r line; do
 		;;
 	esac
 done <<<"$fuzz_list"
-# fuzz_once PKG NAME: fuzz one target for 10 s. Go 1.26's fuzzing
+# fuzz_once PKG NAME: fuzz one target for 10 s, recorded as
+# fuzz.PKG.NAME for the executions summary. Go 1.26's fuzzing
 # coordinator can end a run at its -fuzztime deadline with a bare "context
 # deadline exceeded" when its workers are starved of CPU
 # (https://go.dev/issue/75804, fixed in Go 1.27): no input failed and none is
 # written to testdata/fuzz. Such a run is repeated once; a failure that names
 # an input, or a second failure, fails the suite.
 fuzz_once() {
-	local pkg="$1" name="$2" out rc
+	local pkg="$1" name="$2" rec rc
+	rec="fuzz.${pkg//\//_}.$name"
 	for attempt in 1 2; do
 		rc=0
-		out="$(go test -run '^$' -fuzz "^${name}\$" -fuzztime=10s "$pkg" 2>&1)" || rc=$?
-		printf '%s\n' "$out"
+		gotest "$rec" -v -run '^$' -fuzz "^${name}\$" -fuzztime=10s "$pkg" || rc=$?
 		[ "$rc" -eq 0 ] && return 0
-		if [ "$attempt" -eq 1 ] && grep -q 'context deadline exceeded' <<<"$out" &&
-			! grep -q 'Failing input written to' <<<"$out"; then
+		if [ "$attempt" -eq 1 ] && grep -q 'context deadline exceeded' "$records/$rec.json" &&
+			! grep -q 'Failing input written to' "$records/$rec.json"; then
 			echo "fuzz $name: the coordinator's deadline race (no failing input); running it once more"
 			continue
 		fi
@@ -97,9 +124,14 @@ step "end-to-end tests (real clients through a real pullcache)"
 # Screenshots of the console's browser tests go to test-output/ (the
 # test's artifact directory; scripts/screenshots.sh refreshes docs/).
 mkdir -p test-output
-PULLCACHE_E2E=1 go test -count=1 -timeout 20m -v -artifacts -outputdir "$PWD/test-output" ./test/e2e/... || fail "end-to-end tests"
+PULLCACHE_E2E=1 gotest e2e -v -count=1 -timeout 20m -artifacts -outputdir "$PWD/test-output" ./test/e2e/... || fail "end-to-end tests"
 
 step "benchmark smoke run (quick mode: the harness works end to end; no speed is asserted)"
-PULLCACHE_BENCH_SMOKE=1 go test -count=1 -timeout 10m -v -run '^TestSmoke$' ./bench/ || fail "benchmark smoke run"
+PULLCACHE_BENCH_SMOKE=1 gotest bench -v -count=1 -timeout 10m -run '^TestSmoke$' ./bench/ || fail "benchmark smoke run"
+
+# Last, so that these are the run's last lines. Under CI=true a skip not on
+# test/summary's allow-list, or a fuzz target below 1,000 executions, fails.
+step "summary: skipped tests and fuzz executions"
+"$summary" report "$records" || fail "skipped tests or fuzz targets that barely ran (above)"
 
 printf '\nPASS: all checks (%ds)\n' "$((SECONDS - start))"
