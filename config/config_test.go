@@ -5,9 +5,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 func load(t *testing.T, file string, env map[string]string, args ...string) (Config, error) {
@@ -170,13 +173,88 @@ func TestPrepareData(t *testing.T) {
 	}
 }
 
+// fuzzMaxYAML bounds a fuzzed config file: real ones are a few hundred
+// bytes, and YAML aliases let a few kilobytes expand to megabytes.
+const fuzzMaxYAML = 4 << 10
+
+// FuzzParseYAML: a file that parses validates without panicking, and the
+// configuration it gives survives a round trip: written back as YAML it
+// parses again, to a configuration that writes the same YAML and
+// validates alike.
 func FuzzParseYAML(f *testing.F) {
 	f.Add([]byte("listen: \":5000\"\nregistries:\n  docker.io:\n    endpoints: [\"https://x\"]\n"))
 	f.Add([]byte("tag_ttl: 5m\nlog: {level: debug}\n"))
+	f.Add([]byte("max_size: 80%\nmin_free: 1.5GiB\npin: [\"docker.io/library/alpine:3\"]\naccess:\n  - {repositories: [\"myorg/**\"], users: [\"*\"]}\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) > fuzzMaxYAML {
+			return
+		}
 		c := Default()
-		if err := parseYAML(&c, b, "fuzz"); err == nil {
-			_ = c.Validate() // must not panic
+		if err := parseYAML(&c, b, "fuzz"); err != nil {
+			return
+		}
+		valid := c.Validate() == nil
+		out, err := yaml.Marshal(c)
+		if err != nil {
+			t.Fatalf("the parsed configuration does not marshal: %v", err)
+		}
+		back := Default()
+		if err := parseYAML(&back, out, "round trip"); err != nil {
+			t.Fatalf("written back, it does not parse: %v\n%s", err, out)
+		}
+		if (back.Validate() == nil) != valid {
+			t.Fatalf("valid before the round trip: %v, after: %v\n%s", valid, !valid, out)
+		}
+		normalize(reflect.ValueOf(&c))
+		normalize(reflect.ValueOf(&back))
+		if !reflect.DeepEqual(c, back) {
+			again, _ := yaml.Marshal(back)
+			t.Fatalf("the round trip changed the configuration:\n%s\nbecame\n%s", out, again)
 		}
 	})
+}
+
+// normalize makes the differences YAML cannot carry vanish: an empty
+// list or map reads back as empty where it was nil, and an unset Size
+// writes as "0", which reads back as a Size set to 0.
+func normalize(v reflect.Value) {
+	switch v.Kind() {
+	case reflect.Pointer:
+		if !v.IsNil() {
+			normalize(v.Elem())
+		}
+	case reflect.Struct:
+		if s, ok := v.Interface().(Size); ok {
+			if s.Bytes == 0 && s.Percent == 0 {
+				v.Set(reflect.ValueOf(Size{}))
+			}
+			return
+		}
+		for i := range v.NumField() {
+			if v.Field(i).CanSet() {
+				normalize(v.Field(i))
+			}
+		}
+	case reflect.Slice, reflect.Map:
+		if v.Len() == 0 {
+			v.SetZero()
+			return
+		}
+		normalizeElems(v)
+	}
+}
+
+func normalizeElems(v reflect.Value) {
+	if v.Kind() == reflect.Slice {
+		for i := range v.Len() {
+			normalize(v.Index(i))
+		}
+		return
+	}
+	for _, k := range v.MapKeys() {
+		e := reflect.New(v.Type().Elem()).Elem()
+		e.Set(v.MapIndex(k))
+		normalize(e)
+		v.SetMapIndex(k, e)
+	}
 }
