@@ -148,7 +148,9 @@ func TestLeaseSameHolder(t *testing.T) {
 // TestLeaseKeep keeps a lease past several periods, then loses it when its
 // object is removed under it.
 func TestLeaseKeep(t *testing.T) {
-	const period = 1500 * time.Millisecond
+	// Renewed every second: a slow machine has two seconds, and the second
+	// of slack, before the lease would expire.
+	const period = 3 * time.Second
 	tier := startVersitygw(t).tier(t)
 	leases := tier.Leases(period)
 	a, err := leases.Acquire(t.Context(), "gc", "m1")
@@ -158,10 +160,10 @@ func TestLeaseKeep(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	kept := make(chan error, 1)
 	go func() { kept <- a.Keep(ctx) }()
-	// For three periods, the lease stays held.
-	tick := time.NewTicker(100 * time.Millisecond)
+	// For two periods, the lease stays held.
+	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
-	for deadline := time.Now().Add(3 * period); time.Now().Before(deadline); <-tick.C {
+	for deadline := time.Now().Add(2 * period); time.Now().Before(deadline); <-tick.C {
 		if _, err := leases.Acquire(t.Context(), "gc", "m2"); !errors.Is(err, ErrHeld) {
 			t.Fatalf("acquire while kept: %v, want ErrHeld", err)
 		}

@@ -36,7 +36,6 @@ func (t *Tier) Create(ctx context.Context, h v1.Hash, size int64) (blobs.Writer,
 	parts := make(chan part)
 	w := &writer{
 		v:        v,
-		size:     size,
 		partSize: partSize,
 		buf:      make([]byte, 0, min(size, partSize)),
 		parts:    parts,
@@ -64,7 +63,6 @@ var errCancelled = errors.New("write cancelled")
 // its uploader goroutine.
 type writer struct {
 	v        *blobs.Verifier
-	size     int64
 	partSize int64
 	buf      []byte
 	parts    chan<- part
