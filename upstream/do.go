@@ -26,39 +26,6 @@ type Retry struct {
 // DefaultRetry: three tries, 200 ms then 400 ms (±50%), Retry-After up to 10 s.
 var DefaultRetry = Retry{Attempts: 3, Backoff: 200 * time.Millisecond, MaxRetryAfter: 10 * time.Second}
 
-// endpointCooldown is how long an endpoint that failed is tried last.
-const endpointCooldown = 30 * time.Second
-
-// health remembers when an endpoint last failed, and what it last did
-// (for the console's upstream health).
-type health struct {
-	mu        sync.Mutex
-	downUntil time.Time
-	lastOK    time.Time
-	lastErrAt time.Time
-	lastErr   string
-}
-
-func (h *health) down() bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return time.Now().Before(h.downUntil)
-}
-
-// set records an answer (err nil) or a failure to answer.
-func (h *health) set(err error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	now := time.Now()
-	if err != nil {
-		h.downUntil = now.Add(endpointCooldown)
-		h.lastErrAt, h.lastErr = now, err.Error()
-	} else {
-		h.downUntil = time.Time{}
-		h.lastOK = now
-	}
-}
-
 // order lists the endpoints to try: healthy ones first, in configured
 // order, then those that failed recently (better than nothing).
 func (r *Registry) order() []*endpoint {
@@ -88,15 +55,17 @@ func (r *Registry) do(ctx context.Context, method, repo, pathAndQuery string, he
 	for _, ep := range r.order() {
 		var resp *http.Response
 		resp, err = r.tryEndpoint(ctx, ep, method, repo, pathAndQuery, header, codes)
+		if err == nil || answered(err) {
+			r.note(ep, nil)
+		}
 		if err == nil {
-			ep.health.set(nil)
 			resp.Body = &release{ReadCloser: resp.Body, sem: r.sem}
 			return resp, nil
 		}
 		if KindOf(err) != Unavailable {
 			break
 		}
-		ep.health.set(err)
+		r.note(ep, err)
 	}
 	<-r.sem
 	return nil, err

@@ -43,6 +43,9 @@ type Error struct {
 	// RetryAfter is the delay a 429 asked for, if any.
 	RetryAfter time.Duration
 	Err        error
+
+	reg *Registry // whose health says when the failure is over (Over)
+	at  time.Time // when it failed
 }
 
 func (e *Error) Error() string {
@@ -65,6 +68,8 @@ func KindOf(err error) Kind {
 
 var errInvalid = errors.New("invalid response")
 
+func isInvalid(err error) bool { return errors.Is(err, errInvalid) }
+
 func (r *Registry) wrap(op, repo, endpoint string, err error) error {
 	return r.wrapResp(op, repo, endpoint, err, nil)
 }
@@ -76,7 +81,7 @@ func (r *Registry) wrapResp(op, repo, endpoint string, err error, resp *http.Res
 	if errors.As(err, &prev) {
 		return err
 	}
-	e := &Error{Registry: r.name, Endpoint: endpoint, Op: op, Repo: repo, Err: err, Kind: classify(err)}
+	e := &Error{Registry: r.name, Endpoint: endpoint, Op: op, Repo: repo, Err: err, Kind: classify(err), reg: r, at: time.Now()}
 	if resp != nil && e.Kind == TooManyRequests {
 		e.RetryAfter = retryAfter(resp.Header.Get("Retry-After"))
 	}

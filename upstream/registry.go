@@ -58,6 +58,13 @@ type Options struct {
 	Transport http.RoundTripper
 	// Logger receives one line per failed attempt. Default: discard.
 	Logger *slog.Logger
+	// ProbeInterval is how often a failing endpoint is probed (GET /v2/)
+	// while something asks about it. Default DefaultProbeInterval.
+	ProbeInterval time.Duration
+	// Metrics, if set, are told of the endpoints' health under
+	// MetricLabel (default Name).
+	Metrics     *Metrics
+	MetricLabel string
 }
 
 // Registry is a client of one upstream registry.
@@ -70,10 +77,15 @@ type Registry struct {
 	retry     Retry
 	sem       chan struct{}
 	log       *slog.Logger
+
+	probeEvery time.Duration
+	metrics    *Metrics
+	label      string
 }
 
 // endpoint is one base URL of a registry, with its authorised transports.
 type endpoint struct {
+	scheme string // of the configured URL; probes use it
 	host   string
 	reg    name.Registry
 	scoped *lru.Cache[string, http.RoundTripper]
@@ -88,7 +100,15 @@ func New(opts Options) (*Registry, error) {
 	if len(opts.Endpoints) == 0 {
 		return nil, fmt.Errorf("registry %s: no endpoint", opts.Name)
 	}
-	r := &Registry{name: opts.Name, creds: opts.Credentials, lan: opts.LAN, log: opts.Logger, base: opts.Transport}
+	r := &Registry{name: opts.Name, creds: opts.Credentials, lan: opts.LAN, log: opts.Logger, base: opts.Transport,
+		probeEvery: opts.ProbeInterval, metrics: opts.Metrics, label: opts.MetricLabel}
+	if r.probeEvery <= 0 {
+		r.probeEvery = DefaultProbeInterval
+	}
+	if r.label == "" {
+		r.label = opts.Name
+	}
+	r.metrics.Observe(r.label)
 	for _, raw := range opts.Endpoints {
 		ep, err := newEndpoint(opts.Name, raw)
 		if err != nil {
@@ -133,7 +153,7 @@ func newEndpoint(registry, raw string) (*endpoint, error) {
 		return nil, fmt.Errorf("registry %s: %w", registry, err)
 	}
 	scoped, _ := lru.New[string, http.RoundTripper](1024)
-	return &endpoint{host: u.Host, reg: reg, scoped: scoped}, nil
+	return &endpoint{scheme: u.Scheme, host: u.Host, reg: reg, scoped: scoped}, nil
 }
 
 // Timeouts bound the phases of an upstream request. A body that stalls is

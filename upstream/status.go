@@ -6,6 +6,8 @@ import "time"
 type EndpointStatus struct {
 	// Host is the endpoint's host[:port].
 	Host string
+	// State says whether it answers.
+	State State
 	// DownUntil, when in the future, is when the endpoint stops being tried
 	// last (it failed to answer; the others are tried first).
 	DownUntil time.Time
@@ -27,7 +29,7 @@ func (r *Registry) Status() Status {
 	st := Status{Registry: r.name}
 	for _, ep := range r.endpoints {
 		ep.health.mu.Lock()
-		st.Endpoints = append(st.Endpoints, EndpointStatus{Host: ep.host, DownUntil: ep.health.downUntil,
+		st.Endpoints = append(st.Endpoints, EndpointStatus{Host: ep.host, State: ep.health.state, DownUntil: ep.health.downUntil,
 			LastOK: ep.health.lastOK, LastError: ep.health.lastErr, LastErrorAt: ep.health.lastErrAt})
 		ep.health.mu.Unlock()
 	}
