@@ -81,9 +81,8 @@ func asWireError(err error, notFound *Error) *Error {
 	if errors.Is(err, cache.ErrNotFound) {
 		return notFound.withCause(err)
 	}
-	if errors.Is(err, cache.ErrNoSpace) || errors.Is(err, cache.ErrIndexReadOnly) {
-		return newError(http.StatusServiceUnavailable, CodeUnavailable,
-			"the mirror's disk is full: cached content is served, nothing new can be cached right now").withCause(err)
+	if cache.IsLocal(err) || errors.Is(err, cache.ErrIndexReadOnly) {
+		return localError(err)
 	}
 	var ue *upstream.Error
 	if errors.As(err, &ue) {

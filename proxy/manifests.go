@@ -133,10 +133,16 @@ func (s *Server) manifestByTag(ctx context.Context, up Upstream, repo cache.Repo
 func (s *Server) revalidate(ctx context.Context, up Upstream, repo cache.Repo, tag string, cached *cache.Manifest) (*cache.Manifest, source, error) {
 	ctx, cancel := s.revalidateContext(ctx)
 	defer cancel()
+	key := negativeKey("manifest", repo, tag)
 	v, err := s.flight(ctx, "revalidate "+repo.String()+":"+tag, func(ctx context.Context) (any, error) {
+		// An upstream known to be down is not asked again until it answers:
+		// the cached copy is served at once.
+		if err := s.negative.lookup(key); err != nil {
+			return nil, err
+		}
 		d, err := up.HeadManifest(ctx, repo.Name, tag, cache.ManifestTypes)
 		if err != nil {
-			s.negative.remember(negativeKey("manifest", repo, tag), err)
+			s.negative.remember(key, err)
 			return nil, err
 		}
 		if d.Digest == cached.Digest {

@@ -7,10 +7,12 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/pullcache/pullcache/cache"
+	"github.com/pullcache/pullcache/upstream"
 )
 
 func withNegativeTTL(d time.Duration) envOption {
@@ -71,15 +73,22 @@ func TestNegativeCacheOneUpstreamRequestPerTTL(t *testing.T) {
 	}
 }
 
-// TestNegativeCacheKeepsOnlyNotFound: an upstream that refuses, limits or
-// fails says nothing about whether the object exists.
-func TestNegativeCacheKeepsOnlyNotFound(t *testing.T) {
-	for _, status := range []int{http.StatusServiceUnavailable, http.StatusInternalServerError, http.StatusTooManyRequests,
-		http.StatusForbidden, http.StatusUnauthorized} {
-		t.Run(fmt.Sprint(status), func(t *testing.T) {
+// TestNegativeCacheKeepsNoRefusals: a 401 or 403 says nothing about
+// whether the object exists, nor that the upstream is down: it is not
+// remembered. A 5xx or a 429 is, until the upstream answers again
+// (TestUnavailabilityIsForgottenWhenTheUpstreamAnswers).
+func TestNegativeCacheKeepsNoRefusals(t *testing.T) {
+	for _, tc := range []struct {
+		status int
+		calls  int
+	}{
+		{http.StatusForbidden, 3}, {http.StatusUnauthorized, 3},
+		{http.StatusServiceUnavailable, 1}, {http.StatusInternalServerError, 1}, {http.StatusTooManyRequests, 1},
+	} {
+		t.Run(fmt.Sprint(tc.status), func(t *testing.T) {
 			up := newFakeUpstream(t)
 			up.setFault(func(w http.ResponseWriter, r *http.Request) bool {
-				w.WriteHeader(status)
+				w.WriteHeader(tc.status)
 				return true
 			})
 			e := newEnv(t, up, withPrefetch(false), withNegativeTTL(time.Minute))
@@ -88,10 +97,53 @@ func TestNegativeCacheKeepsOnlyNotFound(t *testing.T) {
 					t.Fatalf("status %d", r.status)
 				}
 			}
-			if n := up.calls("GET manifests v1"); n != 3 {
-				t.Errorf("3 requests cost %d upstream requests, want 3: a %d was remembered", n, status)
+			if n := up.calls("GET manifests v1"); n != tc.calls {
+				t.Errorf("3 requests answered %d cost %d upstream requests, want %d", tc.status, n, tc.calls)
 			}
 		})
+	}
+}
+
+// TestUnavailabilityIsForgottenWhenTheUpstreamAnswers: while the upstream
+// fails, a herd costs it one request, and the clients get the remembered
+// 503; once it answers again (the probe sees it), the next request
+// fetches, long before negative_ttl ends.
+func TestUnavailabilityIsForgottenWhenTheUpstreamAnswers(t *testing.T) {
+	const probeEvery = 50 * time.Millisecond
+	up := newFakeUpstream(t)
+	up.push("library/app:v1", randomImage(t, 256, 1))
+	var down atomic.Bool
+	down.Store(true)
+	up.setFault(func(w http.ResponseWriter, r *http.Request) bool {
+		if down.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		return down.Load()
+	})
+	reg := newRegistry(t, "docker.io", []string{up.srv.URL}, func(o *upstream.Options) { o.ProbeInterval = probeEvery })
+	e := newEnv(t, up, withPrefetch(false), withNegativeTTL(time.Hour), withRegistry("docker.io", reg))
+	const path = "/v2/library/app/manifests/v1"
+	for i, status := range e.herd(20, path) {
+		if status != http.StatusServiceUnavailable {
+			t.Fatalf("client %d during the outage: status %d, want 503", i, status)
+		}
+	}
+	e.get(path, "Accept", acceptAll)
+	if n := up.calls("GET manifests v1"); n != 1 {
+		t.Fatalf("21 requests during the outage cost %d upstream requests, want 1", n)
+	}
+	down.Store(false)
+	deadline := time.Now().Add(5 * time.Second)
+	tick := time.NewTicker(probeEvery / 5)
+	defer tick.Stop()
+	for e.get(path, "Accept", acceptAll).status != http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatal("the manifest is still refused 5s after the upstream answers again")
+		}
+		<-tick.C
+	}
+	if n := up.calls("GET manifests v1"); n != 2 {
+		t.Errorf("upstream manifest requests: %d, want 2 (the failed one, the one after recovery)", n)
 	}
 }
 

@@ -78,6 +78,9 @@ func (r *Registry) tryEndpoint(ctx context.Context, ep *endpoint, method, repo, 
 			return resp, nil
 		}
 		wait, retry := r.retryAfter(err, attempt)
+		// An endpoint known to be failing is not retried at once: the
+		// probes say when it answers again.
+		retry = retry && ep.health.current() != StateFailing
 		// A 404 is an answer, not a failure: the request's own log line
 		// reports it.
 		level := slog.LevelWarn

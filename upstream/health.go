@@ -38,6 +38,10 @@ const endpointCooldown = 30 * time.Second
 // interval.
 const DefaultProbeInterval = 2 * time.Second
 
+// ProbeUserAgent is the User-Agent of probes, so that a registry's
+// operator can tell them from pulls.
+const ProbeUserAgent = "pullcache-probe"
+
 // probeTimeout bounds one probe; none starts while one runs.
 const probeTimeout = 10 * time.Second
 
@@ -195,6 +199,7 @@ func (r *Registry) ping(ctx context.Context, ep *endpoint) error {
 	if err != nil {
 		return err
 	}
+	req.Header.Set("User-Agent", ProbeUserAgent)
 	resp, err := r.base.RoundTrip(req)
 	if err != nil {
 		return fmt.Errorf("probe GET /v2/: %w", err)
