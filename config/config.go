@@ -35,8 +35,9 @@ type Config struct {
 	TagTTL Duration `yaml:"tag_ttl"`
 	// NegativeTTL is how long an upstream 404 for a manifest, blob or tag
 	// list is remembered per registry and repository, so that a herd of
-	// clients asking for something missing costs one upstream request.
-	// Only 404s are remembered. 0 disables. Default 30s.
+	// clients asking for something missing costs one upstream request. A
+	// failure to reach the upstream (5xx, 429, network) is remembered until
+	// the upstream answers again, this long at most. 0 disables. Default 30s.
 	NegativeTTL Duration `yaml:"negative_ttl"`
 	// DefaultRegistry serves requests that name no registry. Default "docker.io".
 	DefaultRegistry string `yaml:"default_registry"`

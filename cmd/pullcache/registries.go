@@ -13,11 +13,17 @@ import (
 	"github.com/pullcache/pullcache/upstream"
 )
 
-// newUpstreams builds a client for every configured registry.
-func newUpstreams(cfg config.Config, log *slog.Logger) (map[string]proxy.Upstream, error) {
+// allowedLabel is the metric label every registry admitted by an allow
+// pattern shares: their names are the clients' to choose, and a label
+// value per name would grow without bound.
+const allowedLabel = "allowed"
+
+// newUpstreams builds a client for every configured registry; m (nil:
+// none) is told of their health.
+func newUpstreams(cfg config.Config, log *slog.Logger, m *upstream.Metrics) (map[string]proxy.Upstream, error) {
 	ups := map[string]proxy.Upstream{}
 	for _, n := range cfg.RegistryNames() {
-		up, err := newUpstream(cfg, n, log)
+		up, err := newUpstream(cfg, n, log, m, n)
 		if err != nil {
 			return nil, err
 		}
@@ -28,7 +34,7 @@ func newUpstreams(cfg config.Config, log *slog.Logger) (map[string]proxy.Upstrea
 
 // allowUpstream returns the function that builds a client, with default
 // settings, for a registry the allow-list admits; nil when there is none.
-func allowUpstream(cfg config.Config, log *slog.Logger) func(string) (proxy.Upstream, bool) {
+func allowUpstream(cfg config.Config, log *slog.Logger, m *upstream.Metrics) func(string) (proxy.Upstream, bool) {
 	if len(cfg.Allow) == 0 {
 		return nil
 	}
@@ -36,7 +42,7 @@ func allowUpstream(cfg config.Config, log *slog.Logger) func(string) (proxy.Upst
 		if !cfg.Allowed(registry) {
 			return nil, false
 		}
-		up, err := newUpstream(cfg, registry, log)
+		up, err := newUpstream(cfg, registry, log, m, allowedLabel)
 		if err != nil {
 			log.Warn("allowed registry", "registry", registry, "err", err)
 			return nil, false
@@ -45,7 +51,7 @@ func allowUpstream(cfg config.Config, log *slog.Logger) func(string) (proxy.Upst
 	}
 }
 
-func newUpstream(cfg config.Config, regName string, log *slog.Logger) (*upstream.Registry, error) {
+func newUpstream(cfg config.Config, regName string, log *slog.Logger, m *upstream.Metrics, label string) (*upstream.Registry, error) {
 	rc := cfg.Registries[regName]
 	creds, err := upstreamCredentials(regName, rc)
 	if err != nil {
@@ -69,6 +75,8 @@ func newUpstream(cfg config.Config, regName string, log *slog.Logger) (*upstream
 		MaxConcurrency: rc.MaxConcurrency,
 		Timeouts:       timeouts,
 		Logger:         log,
+		Metrics:        m,
+		MetricLabel:    label,
 	})
 }
 

@@ -26,6 +26,7 @@ import (
 	"github.com/pullcache/pullcache/config"
 	"github.com/pullcache/pullcache/health"
 	"github.com/pullcache/pullcache/proxy"
+	"github.com/pullcache/pullcache/upstream"
 )
 
 // shutdownGrace bounds how long the admin socket's and warm's in-flight
@@ -175,12 +176,19 @@ func newProxy(cfg config.Config, store *cache.Store, log *slog.Logger, reg prome
 // every registry's client asks the owners first, and the members' own
 // requests pass no login.
 func newProxyIn(cfg config.Config, store *cache.Store, log *slog.Logger, reg prometheus.Registerer, obs *observers, logins *auth.Authenticator, node *cluster.Node) (*proxy.Server, error) {
-	ups, err := newUpstreams(cfg, log)
+	var health *upstream.Metrics
+	if reg != nil {
+		var err error
+		if health, err = upstream.NewMetrics(reg); err != nil {
+			return nil, err
+		}
+	}
+	ups, err := newUpstreams(cfg, log, health)
 	if err != nil {
 		return nil, err
 	}
 	obs.watch(ups)
-	allow := obs.watchAllowed(allowUpstream(cfg, log))
+	allow := obs.watchAllowed(allowUpstream(cfg, log, health))
 	var trusted func(*http.Request) bool
 	if node != nil {
 		for name, up := range ups {
