@@ -52,17 +52,26 @@ func (g *indexGate) floor() int64 { return g.headroom + g.size }
 
 // allow is called before every index write.
 func (g *indexGate) allow() error {
-	if !g.readOnly.Load() {
-		d, err := statDisk(g.dir)
-		if err != nil || d.Free >= g.headroom {
-			return nil
-		}
-		g.enterReadOnly(d.Free)
-	} else if g.check(); !g.readOnly.Load() {
+	if g.writable() {
 		return nil
 	}
 	g.refused()
 	return ErrIndexReadOnly
+}
+
+// writable reports whether the index may be written now, closing or
+// reopening the gate as the free space says.
+func (g *indexGate) writable() bool {
+	if !g.readOnly.Load() {
+		d, err := statDisk(g.dir)
+		if err != nil || d.Free >= g.headroom {
+			return true
+		}
+		g.enterReadOnly(d.Free)
+	} else if g.check(); !g.readOnly.Load() {
+		return true
+	}
+	return false
 }
 
 // enterReadOnly closes the gate and releases the reserve.

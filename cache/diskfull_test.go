@@ -14,54 +14,17 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"golang.org/x/sys/unix"
+
+	"github.com/pullcache/pullcache/test/tmpfs"
 )
 
-// mountTmpfs mounts a tmpfs of size bytes for the test and unmounts it
-// afterwards; it skips the test where mounting is impossible (not root, no
-// CAP_SYS_ADMIN).
-func mountTmpfs(t *testing.T, size int64) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "mnt")
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size="+strconv.FormatInt(size, 10)); err != nil {
-		t.Skipf("disk-full test needs a small real filesystem: mounting a tmpfs failed (%v); run as root to include it", err)
-	}
-	t.Cleanup(func() {
-		if err := unix.Unmount(dir, 0); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-		}
-	})
-	return dir
-}
+func mountTmpfs(t *testing.T, size int64) string { return tmpfs.Mount(t, size) }
 
-// fillDisk writes a file until the filesystem is full, as another process
-// on the same disk would.
+// fillDisk fills the filesystem of path as another process would.
 func fillDisk(t *testing.T, path string) {
 	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
+	if err := tmpfs.Fill(path); err != nil {
 		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := bytes.Repeat([]byte{0xa5}, 1<<20)
-	for i := 0; i < 1<<12; i++ {
-		if _, err := f.Write(buf); err != nil {
-			if !errors.Is(err, unix.ENOSPC) {
-				t.Fatal(err)
-			}
-			break
-		}
-	}
-	// Whatever is left in partial blocks too.
-	for _, n := range []int{64 << 10, 4 << 10, 512} {
-		for {
-			if _, err := f.Write(buf[:n]); err != nil {
-				break
-			}
-		}
 	}
 }
 

@@ -274,6 +274,7 @@ func (s *Store) housekeep() {
 		case <-s.kick:
 		}
 		s.gate.check()
+		s.writeHeldTags()
 		u := s.Usage()
 		s.metrics.observe(u, s.gate.readOnly.Load())
 		sweep := time.Since(lastSweep) >= s.opts.SweepEvery

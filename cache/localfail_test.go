@@ -16,6 +16,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/pullcache/pullcache/test/tmpfs"
 )
 
 // lockedBuffer is a log sink safe for the fill goroutines.
@@ -56,8 +58,9 @@ func TestAFullDiskDuringAFillIsLocal(t *testing.T) {
 	d := digestOf(blob)
 	// Another process fills the disk after the fill made its reservation
 	// and wrote its first bytes: the rest cannot be written.
+	var fillErr error // the fill's goroutine fills the disk; checked once it ended
 	src := func(context.Context, int64) (io.ReadCloser, int64, error) {
-		return io.NopCloser(io.MultiReader(bytes.NewReader(blob[:1<<20]), &onRead{fn: func() { fillDisk(t, filler) }},
+		return io.NopCloser(io.MultiReader(bytes.NewReader(blob[:1<<20]), &onRead{fn: func() { fillErr = tmpfs.Fill(filler) }},
 			bytes.NewReader(blob[1<<20:]))), int64(len(blob)), nil
 	}
 	fill := func() (*Fill, bool, error) {
@@ -69,6 +72,9 @@ func TestAFullDiskDuringAFillIsLocal(t *testing.T) {
 		return f, started, f.Err()
 	}
 	_, _, err = fill()
+	if fillErr != nil {
+		t.Fatal(fillErr)
+	}
 	var de *DiskError
 	if !errors.As(err, &de) {
 		t.Fatalf("fill on a full disk: %v, want a *DiskError", err)

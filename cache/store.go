@@ -90,6 +90,7 @@ type Store struct {
 	access  *accessLog
 	use     usage
 	gate    indexGate
+	held    heldTags
 	guard   refGuard
 	passMu  sync.Mutex // one eviction pass at a time
 	futile  futilePass // the last pass that could free nothing
@@ -247,6 +248,9 @@ func (s *Store) Close() error {
 		close(s.stop)
 		s.fills.closeAll()
 		s.wg.Wait()
+		if s.gate.writable() {
+			s.writeHeldTags()
+		}
 		s.files.closeAll()
 		s.access.close()
 		s.cerr = s.db.Close()

@@ -110,8 +110,7 @@ func (s *Server) confirmManifest(ctx context.Context, up Upstream, repo cache.Re
 func (s *Server) manifestByTag(ctx context.Context, up Upstream, repo cache.Repo, tag string) (*cache.Manifest, source, error) {
 	t, err := s.store.Tag(repo, tag)
 	if errors.Is(err, cache.ErrNotFound) {
-		m, err := s.fetchManifest(ctx, up, repo, tag, tag)
-		return m, fromUpstream, err
+		return s.coldTag(ctx, up, repo, tag)
 	}
 	if err != nil {
 		return nil, "", err
@@ -266,4 +265,47 @@ func platformChild(index *cache.Manifest, p v1.Platform) (v1.Hash, bool) {
 		}
 	}
 	return v1.Hash{}, false
+}
+
+// coldTag answers a tag not cached: fetched and stored. While the index is
+// read-only (the disk is full) nothing new can be stored, but what is
+// cached can be served: one HEAD says which digest the tag is, and if that
+// manifest is cached it is answered, the tag recorded when the index is
+// writable again.
+func (s *Server) coldTag(ctx context.Context, up Upstream, repo cache.Repo, tag string) (*cache.Manifest, source, error) {
+	if !s.opts.Offline && s.store.IndexReadOnly() {
+		m, err := s.tagFromCache(ctx, up, repo, tag)
+		if !errors.Is(err, cache.ErrNotFound) {
+			return m, fromCache, err
+		}
+	}
+	m, err := s.fetchManifest(ctx, up, repo, tag, tag)
+	return m, fromUpstream, err
+}
+
+// tagFromCache resolves tag with a HEAD and adopts the cached manifest it
+// names; cache.ErrNotFound when that manifest is not cached.
+func (s *Server) tagFromCache(ctx context.Context, up Upstream, repo cache.Repo, tag string) (*cache.Manifest, error) {
+	key := negativeKey("manifest", repo, tag)
+	if err := s.negative.lookup(key); err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.waitContext(ctx)
+	defer cancel()
+	v, err := s.flight(ctx, "adopt "+repo.String()+":"+tag, func(ctx context.Context) (any, error) {
+		d, err := up.HeadManifest(ctx, repo.Name, tag, cache.ManifestTypes)
+		if err != nil {
+			s.negative.remember(key, err)
+			return nil, err
+		}
+		m, err := s.store.Manifest(d.Digest)
+		if err != nil {
+			return nil, err
+		}
+		return m, s.store.AdoptTag(repo, tag, m, s.opts.Now())
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*cache.Manifest), nil
 }
