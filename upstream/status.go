@@ -24,8 +24,11 @@ type Status struct {
 	Endpoints []EndpointStatus
 }
 
-// Status reports what each endpoint last did.
+// Status reports what each endpoint last did. Asking kicks the probes
+// that are due, so that a poller (the console, readiness) sees a recovery
+// even when no request comes.
 func (r *Registry) Status() Status {
+	r.kickProbes(time.Now())
 	st := Status{Registry: r.name}
 	for _, ep := range r.endpoints {
 		ep.health.mu.Lock()

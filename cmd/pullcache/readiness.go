@@ -24,7 +24,7 @@ func newReadiness(store *cache.Store, obs *observers, reg prometheus.Registerer)
 	}
 	ready.Add("index", func() (health.State, string) { return indexState(store.State()) })
 	ready.Add("disk", func() (health.State, string) { return diskState(store.State()) })
-	ready.Add("upstream", func() (health.State, string) { return upstreamState(obs.statuses(), time.Now()) })
+	ready.Add("upstream", func() (health.State, string) { return upstreamState(obs.statuses()) })
 	return ready, nil
 }
 
@@ -47,12 +47,13 @@ func diskState(st cache.State) (health.State, string) {
 }
 
 // upstreamState is degraded while any endpoint is failing (it failed to
-// answer within its cooldown); the reason names at most three of them.
-func upstreamState(sts []upstream.Status, now time.Time) (health.State, string) {
+// answer, and no probe has seen it answer since); the reason names at
+// most three of them.
+func upstreamState(sts []upstream.Status) (health.State, string) {
 	var failing []string
 	for _, st := range sts {
 		for _, ep := range st.Endpoints {
-			if now.Before(ep.DownUntil) {
+			if ep.State == upstream.StateFailing {
 				failing = append(failing, fmt.Sprintf("%s (%s) failing since %s: %s",
 					st.Registry, ep.Host, ep.LastErrorAt.UTC().Format(time.RFC3339), ep.LastError))
 			}

@@ -43,9 +43,9 @@ func TestStoreStatesAreDegradedNotUnready(t *testing.T) {
 
 func TestUpstreamStateNamesFailingEndpoints(t *testing.T) {
 	now := time.Date(2026, 12, 7, 22, 0, 0, 0, time.UTC)
-	down := upstream.EndpointStatus{Host: "registry-1.docker.io", DownUntil: now.Add(10 * time.Second),
+	down := upstream.EndpointStatus{Host: "registry-1.docker.io", State: upstream.StateFailing, DownUntil: now.Add(10 * time.Second),
 		LastError: "connection refused", LastErrorAt: now.Add(-20 * time.Second)}
-	recovered := upstream.EndpointStatus{Host: "mirror.gcr.io", DownUntil: now.Add(-time.Second), LastOK: now}
+	recovered := upstream.EndpointStatus{Host: "mirror.gcr.io", State: upstream.StateUp, DownUntil: now.Add(-time.Second), LastOK: now}
 	many := make([]upstream.EndpointStatus, 5)
 	for i := range many {
 		many[i] = down
@@ -64,7 +64,7 @@ func TestUpstreamStateNamesFailingEndpoints(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, reason := upstreamState(tc.sts, now)
+			got, reason := upstreamState(tc.sts)
 			if got != tc.want {
 				t.Errorf("state %v, want %v", got, tc.want)
 			}
