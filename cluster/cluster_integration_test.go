@@ -84,7 +84,7 @@ func (m *testMember) kill() {
 	m.hs.Close()
 }
 
-func startCluster(t *testing.T, n int, upURL string) []*testMember {
+func startCluster(t *testing.T, n int, upURL string, opts ...func(*proxy.Options)) []*testMember {
 	t.Helper()
 	lns := make([]net.Listener, n)
 	urls := make([]string, n)
@@ -97,12 +97,12 @@ func startCluster(t *testing.T, n int, upURL string) []*testMember {
 	}
 	ms := make([]*testMember, n)
 	for i := range ms {
-		ms[i] = startMember(t, lns[i], urls[i], urls, upURL)
+		ms[i] = startMember(t, lns[i], urls[i], urls, upURL, opts...)
 	}
 	return ms
 }
 
-func startMember(t *testing.T, ln net.Listener, self string, urls []string, upURL string) *testMember {
+func startMember(t *testing.T, ln net.Listener, self string, urls []string, upURL string, opts ...func(*proxy.Options)) *testMember {
 	t.Helper()
 	m := &testMember{url: self, dial: &killable{}}
 	tr := &http.Transport{DialContext: m.dial.DialContext, MaxIdleConnsPerHost: 64}
@@ -120,8 +120,12 @@ func startMember(t *testing.T, ln net.Listener, self string, urls []string, upUR
 	if err != nil {
 		t.Fatal(err)
 	}
-	ps, err := proxy.New(proxy.Options{Store: store, Registries: map[string]proxy.Upstream{testRegistry: m.node.Wrap(testRegistry, up)},
-		DefaultRegistry: testRegistry, Trusted: m.node.Trusted, ResponseTimeout: 30 * time.Second})
+	po := proxy.Options{Store: store, Registries: map[string]proxy.Upstream{testRegistry: m.node.Wrap(testRegistry, up)},
+		DefaultRegistry: testRegistry, Trusted: m.node.Trusted, ResponseTimeout: 30 * time.Second}
+	for _, o := range opts {
+		o(&po)
+	}
+	ps, err := proxy.New(po)
 	if err != nil {
 		t.Fatal(err)
 	}
