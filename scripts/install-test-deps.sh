@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the registry clients the end-to-end tests drive (skopeo, podman,
-# containerd/ctr, crun, crane, regctl, staticcheck), the reference registry
+# containerd/ctr, crun, crane, regctl, staticcheck, docker-compose), the reference registry
 # (an upstream of the referrers and conformance tests), the S3-compatible
 # server versitygw (the blob tier's tests), the OCI
 # distribution-spec conformance suite and the headless Chromium the console's
@@ -98,6 +98,7 @@ apt_install skopeo skopeo
 apt_install podman podman
 apt_install containerd containerd # also ships ctr
 apt_install crun crun
+apt_install docker-compose docker-compose # v1: deploy/compose's test runs it
 # The console's browser tests drive headless Chromium; where it cannot be
 # installed they skip and say so.
 if ! have chromium; then

@@ -186,7 +186,18 @@ func waitHTTP(ctx context.Context, t *testing.T, url string) {
 // counts start from zero afterwards.
 func (s *clusterSite) pushBlob(t *testing.T, size int) string {
 	t.Helper()
-	resp, err := http.Post(fmt.Sprintf("http://%s:5000/blobs?size=%d", s.upIP, size), "", nil)
+	return pushBlobAt(t, s.upIP+":5000", size)
+}
+
+func (s *clusterSite) stats(t *testing.T) slowreg.Stats {
+	t.Helper()
+	return statsAt(t, s.upIP+":5000")
+}
+
+// pushBlobAt makes the slowreg upstream at host create a random blob.
+func pushBlobAt(t *testing.T, host string, size int) string {
+	t.Helper()
+	resp, err := http.Post(fmt.Sprintf("http://%s/blobs?size=%d", host, size), "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,10 +209,11 @@ func (s *clusterSite) pushBlob(t *testing.T, size int) string {
 	return strings.TrimSpace(string(b))
 }
 
-func (s *clusterSite) stats(t *testing.T) slowreg.Stats {
+// statsAt reads the counts of the slowreg upstream at host.
+func statsAt(t *testing.T, host string) slowreg.Stats {
 	t.Helper()
 	var st slowreg.Stats
-	resp, err := http.Get("http://" + s.upIP + ":5000/stats")
+	resp, err := http.Get("http://" + host + "/stats")
 	if err != nil {
 		t.Fatal(err)
 	}
