@@ -2,6 +2,7 @@ package s3
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -94,4 +95,57 @@ func uploads(t *testing.T, tier *Tier) int {
 		t.Fatal(err)
 	}
 	return len(out.Uploads)
+}
+
+// TestServerCrashMidWrite kills the server while a blob streams into it:
+// the commit fails, no object appears once the server is back, the upload
+// the writer could not abort is swept, and the blob can be written again.
+func TestServerCrashMidWrite(t *testing.T) {
+	s := startVersitygw(t)
+	tier := s.tier(t)
+	b, h := blobstest.Blob(t, blobstest.LargeSize, 4)
+	w, err := tier.Create(t.Context(), h, int64(len(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Cancel()
+	if _, err := w.Write(b[:2*minPartSize]); err != nil {
+		t.Fatal(err)
+	}
+	if pollUntil(t, 10*time.Second, func() int { return uploads(t, tier) }) == 0 {
+		t.Fatal("no multipart upload started after two parts were written")
+	}
+	s.stop()
+	_, err = w.Write(b[2*minPartSize:])
+	if err == nil {
+		err = w.Commit()
+	}
+	if err == nil || errors.Is(err, blobs.ErrExists) {
+		t.Fatalf("commit with the server down: %v, want a failure", err)
+	}
+	s.run(t)
+	if _, err := tier.Stat(t.Context(), h); !errors.Is(err, blobs.ErrNotFound) {
+		t.Errorf("stat after the failed write: %v, want ErrNotFound", err)
+	}
+	swept := pollUntil(t, 10*time.Second, func() int {
+		n, err := tier.SweepUploads(t.Context(), time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	})
+	if swept != 1 {
+		t.Errorf("swept %d uploads, want the 1 left", swept)
+	}
+	w2, err := tier.Create(t.Context(), h, int64(len(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w2.Cancel()
+	if _, err := w2.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := w2.Commit(); err != nil {
+		t.Fatalf("writing the blob again: %v", err)
+	}
 }

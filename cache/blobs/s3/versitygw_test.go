@@ -29,6 +29,10 @@ type server struct {
 	endpoint string
 	caFile   string // the certificate of a server on TLS
 	prefixes atomic.Int64
+	addr     string
+	argv     []string
+	logPath  string
+	cmd      *exec.Cmd // while running
 }
 
 // startVersitygw starts versitygw on plain HTTP for t, or skips t when it
@@ -51,36 +55,26 @@ func startVersitygwWith(t *testing.T, withTLS bool) *server {
 	if err := os.Mkdir(root, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	log, err := os.Create(filepath.Join(dir, "versitygw.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer log.Close()
 	addr := freeAddr(t)
-	s := &server{endpoint: "http://" + addr}
-	args := []string{"--access", testAccessKey, "--secret", testSecretKey, "--port", addr, "--quiet"}
+	s := &server{endpoint: "http://" + addr, addr: addr, logPath: filepath.Join(dir, "versitygw.log")}
+	s.argv = []string{bin, "--access", testAccessKey, "--secret", testSecretKey, "--port", addr, "--quiet"}
 	if withTLS {
 		s.endpoint = "https://" + addr
 		s.caFile = filepath.Join(dir, "cert.pem")
 		keyFile := filepath.Join(dir, "key.pem")
 		writeCertificate(t, s.caFile, keyFile)
-		args = append(args, "--cert", s.caFile, "--key", keyFile)
+		s.argv = append(s.argv, "--cert", s.caFile, "--key", keyFile)
 	}
-	cmd := exec.Command(bin, append(args, "posix", root)...)
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	s.argv = append(s.argv, "posix", root)
 	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
+		s.stop()
 		if t.Failed() {
-			if b, err := os.ReadFile(log.Name()); err == nil {
+			if b, err := os.ReadFile(s.logPath); err == nil {
 				t.Logf("versitygw's log:\n%s", b)
 			}
 		}
 	})
-	waitListening(t, addr)
+	s.run(t)
 	t.Setenv("AWS_ACCESS_KEY_ID", testAccessKey)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", testSecretKey)
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
@@ -91,6 +85,32 @@ func startVersitygwWith(t *testing.T, withTLS bool) *server {
 		t.Fatalf("create bucket: %v", err)
 	}
 	return s
+}
+
+// run starts the server and waits until it listens.
+func (s *server) run(t *testing.T) {
+	t.Helper()
+	log, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	s.cmd = exec.Command(s.argv[0], s.argv[1:]...)
+	s.cmd.Stdout, s.cmd.Stderr = log, log
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitListening(t, s.addr)
+}
+
+// stop kills the server, as a crash would, if it runs.
+func (s *server) stop() {
+	if s.cmd == nil {
+		return
+	}
+	s.cmd.Process.Kill()
+	s.cmd.Wait()
+	s.cmd = nil
 }
 
 // versitygwPath finds versitygw on PATH or where go install puts it.
