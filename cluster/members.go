@@ -31,7 +31,12 @@ type Options struct {
 	PeersDNS string
 	// Secret authenticates peer traffic; required, both ways.
 	Secret []byte
-	// ProbeInterval is how often every other member's /healthz is probed,
+	// ProbePath is what a probe asks of every other member: a member that
+	// does not answer it 200 owns nothing. Default "/healthz" (pullcache
+	// serve passes "/readyz", so that a member draining on SIGTERM hands
+	// its share over before it stops).
+	ProbePath string
+	// ProbeInterval is how often every other member's ProbePath is probed,
 	// and ProbeTimeout how long a probe may take. Defaults 2s and 2s.
 	ProbeInterval, ProbeTimeout time.Duration
 	// ResolveInterval is how often PeersDNS is resolved. Default 5s.
@@ -115,6 +120,9 @@ func New(opts Options) (*Node, error) {
 }
 
 func setDefaults(o *Options) {
+	if o.ProbePath == "" {
+		o.ProbePath = "/healthz"
+	}
 	if o.ProbeInterval <= 0 {
 		o.ProbeInterval = 2 * time.Second
 	}
@@ -311,5 +319,18 @@ func sortedKeys[V any](m map[string]V) []string {
 		out = append(out, k)
 	}
 	slices.Sort(out)
+	return out
+}
+
+// Down returns the members thought down, each with its last error.
+func (n *Node) Down() map[string]string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := map[string]string{}
+	for u, m := range n.members {
+		if !m.up && u != n.self {
+			out[u] = m.lastErr
+		}
+	}
 	return out
 }

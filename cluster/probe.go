@@ -75,7 +75,7 @@ func (n *Node) probeAll(ctx context.Context) {
 func (n *Node) probe(ctx context.Context, u string) error {
 	ctx, cancel := context.WithTimeout(ctx, n.opts.ProbeTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u+"/healthz", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u+n.opts.ProbePath, nil)
 	if err != nil {
 		return err
 	}

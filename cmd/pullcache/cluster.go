@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -21,6 +23,7 @@ import (
 	"github.com/pullcache/pullcache/cache"
 	"github.com/pullcache/pullcache/cluster"
 	"github.com/pullcache/pullcache/config"
+	"github.com/pullcache/pullcache/health"
 	"github.com/pullcache/pullcache/proxy"
 )
 
@@ -39,6 +42,7 @@ func newClusterNode(cfg config.Config, store *cache.Store, log *slog.Logger, reg
 		Peers:         cfg.Cluster.Peers,
 		PeersDNS:      cfg.Cluster.PeersDNS,
 		Secret:        secret,
+		ProbePath:     "/readyz",
 		FillsInFlight: func() int { return len(store.Fills()) },
 		Logger:        log,
 		Metrics:       reg,
@@ -206,4 +210,21 @@ func wrapAllowed(node *cluster.Node, allow func(string) (proxy.Upstream, bool)) 
 		}
 		return node.Wrap(name, up), true
 	}
+}
+
+// clusterState is readiness's cluster check: degraded while a member is
+// down (its share is served by the others), naming at most three.
+func clusterState(node *cluster.Node) (health.State, string) {
+	down := node.Down()
+	if len(down) == 0 {
+		return health.OK, ""
+	}
+	var names []string
+	for _, u := range slices.Sorted(maps.Keys(down)) {
+		names = append(names, u+" ("+down[u]+")")
+	}
+	if n := len(names); n > 3 {
+		names = append(names[:3], fmt.Sprintf("and %d more", n-3))
+	}
+	return health.Degraded, "cluster members down, their share served by the others: " + strings.Join(names, "; ")
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pullcache/pullcache/cluster"
+	"github.com/pullcache/pullcache/health"
 )
 
 const testClusterSecret = "0123456789abcdef-secret"
@@ -88,5 +89,32 @@ func TestClusterCommandShowsTheMembers(t *testing.T) {
 	bad := writeFile(t, dir, "bad", "another-secret-of-16")
 	if code := run(context.Background(), []string{"cluster", "--url", self, "--cluster-secret-file", bad}, &out, &errOut); code == 0 {
 		t.Error("a wrong secret was answered")
+	}
+}
+
+func TestReadinessNamesMembersDown(t *testing.T) {
+	node, err := cluster.New(cluster.Options{Self: "http://a:1", Peers: []string{"http://a:1", "http://127.0.0.1:1"},
+		Secret: []byte(testClusterSecret), ProbeInterval: 10 * time.Millisecond, ProbeTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, why := clusterState(node); st != health.OK {
+		t.Fatalf("all members up: %v %q", st, why)
+	}
+	node.Start()
+	defer node.Close()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(10 * time.Second)
+	for len(node.Down()) == 0 {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatal("a member refusing connections was not marked down")
+		}
+	}
+	st, why := clusterState(node)
+	if st != health.Degraded || !strings.Contains(why, "http://127.0.0.1:1") {
+		t.Errorf("a member down: %v %q, want degraded naming it", st, why)
 	}
 }

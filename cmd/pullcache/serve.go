@@ -99,6 +99,9 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if node != nil {
+		ready.Add("cluster", func() (health.State, string) { return clusterState(node) })
+	}
 	h := routes(srv, route{"/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{})}, route{"/readyz", ready},
 		route{auth.TokenPath, tokens}, route{"/admin/", adminOnListener(cfg, store, mirror, obs, log, logins)}, route{"/ui/", ui})
 	u := store.Usage()
