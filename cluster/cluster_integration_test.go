@@ -22,6 +22,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pullcache/pullcache/cache"
 	"github.com/pullcache/pullcache/cluster"
@@ -72,6 +73,7 @@ func (k *killable) kill() {
 // listener of its own, with the upstream behind its cluster decorator.
 type testMember struct {
 	url  string
+	reg  *prometheus.Registry
 	hs   *http.Server
 	node *cluster.Node
 	dial *killable
@@ -104,7 +106,7 @@ func startCluster(t *testing.T, n int, upURL string, opts ...func(*proxy.Options
 
 func startMember(t *testing.T, ln net.Listener, self string, urls []string, upURL string, opts ...func(*proxy.Options)) *testMember {
 	t.Helper()
-	m := &testMember{url: self, dial: &killable{}}
+	m := &testMember{url: self, dial: &killable{}, reg: prometheus.NewRegistry()}
 	tr := &http.Transport{DialContext: m.dial.DialContext, MaxIdleConnsPerHost: 64}
 	store, err := cache.Open(cache.Options{Dir: t.TempDir(), Housekeeping: -1, StallTimeout: 20 * time.Second})
 	if err != nil {
@@ -116,7 +118,7 @@ func startMember(t *testing.T, ln net.Listener, self string, urls []string, upUR
 		t.Fatal(err)
 	}
 	m.node, err = cluster.New(cluster.Options{Self: self, Peers: urls, Secret: []byte(testSecret),
-		Logger: testLogger(self), Transport: tr, ProbeInterval: 300 * time.Millisecond, ProbeTimeout: time.Second, PeerStall: 5 * time.Second})
+		Logger: testLogger(self), Metrics: m.reg, Transport: tr, ProbeInterval: 300 * time.Millisecond, ProbeTimeout: time.Second, PeerStall: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,6 +312,32 @@ func TestOwnerKilledMidFill(t *testing.T) {
 	if float64(st.BlobBytes) > 1.1*size {
 		t.Errorf("upstream sent %d bytes, more than 1.1× the blob's %d", st.BlobBytes, size)
 	}
+	var takeovers float64
+	for _, m := range survivors {
+		takeovers += metricSum(t, m.reg, "pullcache_cluster_takeovers_total")
+	}
+	if takeovers < 2 {
+		t.Errorf("the survivors counted %v takeovers, want one each at least", takeovers)
+	}
+}
+
+// metricSum adds up every series of a counter family in reg.
+func metricSum(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			sum += m.GetCounter().GetValue()
+		}
+	}
+	return sum
 }
 
 // waitFor polls cond until it holds, failing the test after limit.
