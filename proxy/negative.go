@@ -49,7 +49,8 @@ func negativeKey(kind string, repo cache.Repo, ref string) string {
 	return kind + " " + repo.String() + " " + ref
 }
 
-// lookup returns the remembered 404 for key, or nil.
+// lookup returns what is remembered for key (a 404, or a failure to reach
+// the upstream that is not over yet), or nil.
 func (n *negativeCache) lookup(key string) error {
 	if n.ttl <= 0 {
 		return nil
