@@ -98,6 +98,7 @@ func clusterImage(ctx context.Context, t *testing.T, d dockerCLI) string {
 // clusterSite is an upstream and members on a private network.
 type clusterSite struct {
 	d       dockerCLI
+	confDir string // mounted at /conf in every member
 	image   string
 	network string
 	suffix  string
@@ -138,25 +139,54 @@ func startClusterSite(ctx context.Context, t *testing.T, members int) *clusterSi
 	d.cleanup("network", "network", "rm", s.network)
 	up := s.container(ctx, s.image, "/slowreg", "-listen", ":5000", "-rate", fmt.Sprint(clusterRate))
 	s.upIP = s.ip(ctx, up)
+	// The members read their list from a file in a directory every
+	// member mounts, so that a test can change it and send SIGHUP.
+	s.confDir = t.TempDir()
 	var urls []string
 	for i := range members {
-		urls = append(urls, fmt.Sprintf("http://pc%d-%s:5000", i, strings.ToLower(s.suffix)))
+		urls = append(urls, s.memberURL(i))
 	}
+	s.writePeers(t, urls)
 	for _, u := range urls {
-		alias := strings.TrimSuffix(strings.TrimPrefix(u, "http://"), ":5000")
-		id := s.container(ctx, "--network-alias", alias,
-			"-e", "PULLCACHE_UPSTREAM=docker.io=http://"+s.upIP+":5000",
-			"-e", "PULLCACHE_DATA=/data", "-e", "PULLCACHE_CLUSTER_SELF="+u,
-			"-e", "PULLCACHE_CLUSTER_PEERS="+strings.Join(urls, ","),
-			"-e", "PULLCACHE_CLUSTER_SECRET_FILE=/etc/cluster-secret",
-			s.image, "/pullcache", "serve")
-		s.members = append(s.members, &clusterMember{id: id, url: u, ip: s.ip(ctx, id)})
+		s.startMember(ctx, u)
 	}
 	for _, m := range s.members {
 		waitHTTP(ctx, t, "http://"+m.ip+":5000/healthz")
 	}
 	waitHTTP(ctx, t, "http://"+s.upIP+":5000/stats")
 	return s
+}
+
+func (s *clusterSite) memberURL(i int) string {
+	return fmt.Sprintf("http://pc%d-%s:5000", i, strings.ToLower(s.suffix))
+}
+
+// startMember starts a member known as url (its network alias).
+func (s *clusterSite) startMember(ctx context.Context, url string) *clusterMember {
+	alias := strings.TrimSuffix(strings.TrimPrefix(url, "http://"), ":5000")
+	id := s.container(ctx, "--network-alias", alias, "-v", s.confDir+":/conf:ro",
+		"-e", "PULLCACHE_CONFIG=/conf/cluster.yml",
+		"-e", "PULLCACHE_UPSTREAM=docker.io=http://"+s.upIP+":5000",
+		"-e", "PULLCACHE_DATA=/data", "-e", "PULLCACHE_CLUSTER_SELF="+url,
+		"-e", "PULLCACHE_CLUSTER_SECRET_FILE=/etc/cluster-secret",
+		s.image, "/pullcache", "serve")
+	m := &clusterMember{id: id, url: url, ip: s.ip(ctx, id)}
+	s.members = append(s.members, m)
+	return m
+}
+
+// writePeers replaces the members' configuration file with one listing
+// urls; a rename, so a member never reads half of it.
+func (s *clusterSite) writePeers(t *testing.T, urls []string) {
+	t.Helper()
+	text := "cluster:\n  peers: [" + strings.Join(urls, ", ") + "]\n"
+	tmp := filepath.Join(s.confDir, ".cluster.yml")
+	if err := os.WriteFile(tmp, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(s.confDir, "cluster.yml")); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // waitHTTP polls url until it answers 200, for a minute at most.
@@ -406,5 +436,104 @@ func pollUntil(t *testing.T, limit time.Duration, cond func() bool) {
 		case <-deadline:
 			t.Fatalf("condition not met within %v", limit)
 		}
+	}
+}
+
+// TestClusterMembersJoinAndLeave changes the member list without a
+// restart: a third member joins (the file lists it, the others get
+// SIGHUP), takes a third of the blobs, then leaves (listed out, SIGHUP,
+// then stopped); through both, each distinct cold blob costs one
+// upstream GET.
+func TestClusterMembersJoinAndLeave(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	s := startClusterSite(ctx, t, 2)
+	urls := []string{s.memberURL(0), s.memberURL(1), s.memberURL(2)}
+	s.writePeers(t, urls)
+	third := s.startMember(ctx, urls[2])
+	waitHTTP(ctx, t, "http://"+third.ip+":5000/healthz")
+	for _, m := range s.members[:2] {
+		s.d.run(ctx, "kill", "--signal", "HUP", m.id)
+	}
+	for _, m := range s.members {
+		st := waitLiveMembers(ctx, t, m, 3)
+		for _, ms := range st.Members {
+			if ms.Share < 0.25 || ms.Share > 0.42 {
+				t.Errorf("%s sees %s owning %.2f of the keys, want about a third", m.url, ms.URL, ms.Share)
+			}
+		}
+	}
+	pullDistinct(ctx, t, s, 12)
+
+	s.writePeers(t, urls[:2])
+	for _, m := range s.members[:2] {
+		s.d.run(ctx, "kill", "--signal", "HUP", m.id)
+	}
+	for _, m := range s.members[:2] {
+		waitLiveMembers(ctx, t, m, 2)
+	}
+	s.d.run(ctx, "stop", "--time", "10", third.id)
+	s.members = s.members[:2]
+	pullDistinct(ctx, t, s, 12)
+}
+
+// waitLiveMembers polls m's cluster status until it lists n members, all
+// up, and returns it.
+func waitLiveMembers(ctx context.Context, t *testing.T, m *clusterMember, n int) cluster.Status {
+	t.Helper()
+	var st cluster.Status
+	pollUntil(t, time.Minute, func() bool {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.ip+":5000"+cluster.StatusPath, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set(cluster.SecretHeader, "e2e-cluster-secret-0123456789")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		st = cluster.Status{}
+		if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&st) != nil || len(st.Members) != n {
+			return false
+		}
+		for _, ms := range st.Members {
+			if !ms.Up {
+				return false
+			}
+		}
+		return true
+	})
+	return st
+}
+
+// pullDistinct pushes k cold blobs of 1 MiB and pulls each through two
+// members at once: k upstream GETs in all.
+func pullDistinct(ctx context.Context, t *testing.T, s *clusterSite, k int) {
+	t.Helper()
+	var digests []string
+	for range k {
+		digests = append(digests, s.pushBlob(t, 1<<20)) // each push resets the counts
+	}
+	res := make(chan error, 2*k)
+	for i, d := range digests {
+		for j := range 2 {
+			m := s.members[(i+j)%len(s.members)]
+			go func() {
+				got, err := craneBlob(ctx, m.ip+":5000", d)
+				if err == nil && got != d {
+					err = fmt.Errorf("got %s", got)
+				}
+				res <- err
+			}()
+		}
+	}
+	for range 2 * k {
+		if err := <-res; err != nil {
+			t.Error(err)
+		}
+	}
+	if st := s.stats(t); st.BlobGETs != int64(k) {
+		t.Errorf("%d upstream GETs for %d distinct blobs pulled twice each through %d members, want %d", st.BlobGETs, k, len(s.members), k)
 	}
 }
