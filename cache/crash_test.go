@@ -27,22 +27,42 @@ func TestKillAtAnyMomentLeavesASoundStore(t *testing.T) {
 		return
 	}
 	dir := t.TempDir()
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 9))
+	rng := rand.New(rand.NewPCG(crashSeed(t), 9))
 	const kills = 12
 	for i := range kills {
 		after := 1 + rng.IntN(60)
-		ops := killChildAfter(t, dir, i, after)
+		ops := killChildAfter(t, dir, rng.Uint64(), after)
 		t.Logf("run %d: killed after %d operations", i, ops)
 		checkSound(t, dir)
 	}
 }
 
+// crashSeedEnv fixes the seed of TestKillAtAnyMomentLeavesASoundStore, to
+// repeat a run that failed: which operations the children do, and after
+// how many each is killed (the instant within the operation still varies).
+const crashSeedEnv = "PULLCACHE_CRASH_TEST_SEED"
+
+// crashSeed is the seed crashSeedEnv gives, else one from the clock; it is
+// logged either way, so that a failure can be repeated.
+func crashSeed(t *testing.T) uint64 {
+	t.Helper()
+	seed := uint64(time.Now().UnixNano())
+	if v := os.Getenv(crashSeedEnv); v != "" {
+		var err error
+		if seed, err = strconv.ParseUint(v, 10, 64); err != nil {
+			t.Fatalf("%s=%q: %v", crashSeedEnv, v, err)
+		}
+	}
+	t.Logf("seed %d (%s=%d repeats this run)", seed, crashSeedEnv, seed)
+	return seed
+}
+
 // killChildAfter starts the child, waits for it to report n operations
 // done and kills it at once, mid-way through the next one.
-func killChildAfter(t *testing.T, dir string, seed, n int) int {
+func killChildAfter(t *testing.T, dir string, seed uint64, n int) int {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run", "^TestKillAtAnyMomentLeavesASoundStore$")
-	cmd.Env = append(os.Environ(), crashChildEnv+"="+dir, "PULLCACHE_CRASH_SEED="+strconv.Itoa(seed))
+	cmd.Env = append(os.Environ(), crashChildEnv+"="+dir, "PULLCACHE_CRASH_SEED="+strconv.FormatUint(seed, 10))
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -113,8 +133,11 @@ func checkSound(t *testing.T, dir string) {
 
 // crashChild works on the store until it is killed.
 func crashChild(t *testing.T, dir string) {
-	seed, _ := strconv.Atoi(os.Getenv("PULLCACHE_CRASH_SEED"))
-	rng := rand.New(rand.NewPCG(uint64(seed), uint64(time.Now().UnixNano())))
+	seed, err := strconv.ParseUint(os.Getenv("PULLCACHE_CRASH_SEED"), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(seed, 0))
 	s, err := Open(Options{Dir: dir, Housekeeping: -1, MaxSize: 24 << 20, OrphanGrace: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -186,5 +209,13 @@ func crashImportImage(t *testing.T, s *Store, rng *rand.Rand, op int) {
 	_ = s.ImportImage(repo, []string{"v1"}, []*Manifest{m}, time.Now())
 	if op%4 == 0 {
 		_, _ = s.Remove([]ImageRef{{Repo: repo, Tag: "v1"}}, false)
+	}
+}
+
+// TestCrashSeedFromEnv: the crash test's seed can be fixed to repeat a run.
+func TestCrashSeedFromEnv(t *testing.T) {
+	t.Setenv(crashSeedEnv, "42")
+	if got := crashSeed(t); got != 42 {
+		t.Errorf("crashSeed with %s=42 = %d", crashSeedEnv, got)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -83,8 +84,11 @@ func status(code int, headers ...string) http.HandlerFunc {
 	}
 }
 
+// TestKindOfUpstreamFailures: each upstream failure is classified, and a
+// Retry-After is read into RetryAfter. An HTTP-date is read against the
+// clock at some instant of the request, so its delay is bounded by the
+// clock read before and after the request, however long that took.
 func TestKindOfUpstreamFailures(t *testing.T) {
-	inAMinute := time.Now().Add(time.Minute).UTC().Format(http.TimeFormat)
 	tests := []struct {
 		name string
 		// handler serves everything but the ping; ignored when url is set.
@@ -100,9 +104,8 @@ func TestKindOfUpstreamFailures(t *testing.T) {
 		{name: "429 without Retry-After", handler: status(http.StatusTooManyRequests), want: TooManyRequests},
 		{name: "429 Retry-After seconds", handler: status(http.StatusTooManyRequests, "Retry-After", "7"),
 			want: TooManyRequests, minRetry: 7 * time.Second, maxRetry: 7 * time.Second},
-		// HTTP-dates have whole seconds: the delay is up to a second short.
-		{name: "429 Retry-After HTTP-date", handler: status(http.StatusTooManyRequests, "Retry-After", inAMinute),
-			want: TooManyRequests, minRetry: 58 * time.Second, maxRetry: time.Minute},
+		// handler and bounds set in the subtest: see retryInAMinute.
+		{name: "429 Retry-After HTTP-date", want: TooManyRequests},
 		{name: "429 Retry-After garbage", handler: status(http.StatusTooManyRequests, "Retry-After", "soon"), want: TooManyRequests},
 		{name: "500", handler: status(http.StatusInternalServerError), want: Unavailable},
 		{name: "502", handler: status(http.StatusBadGateway), want: Unavailable},
@@ -116,6 +119,10 @@ func TestKindOfUpstreamFailures(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			var date time.Time
+			if tc.handler == nil && tc.url == nil {
+				date, tc.handler = retryInAMinute()
+			}
 			var url string
 			if tc.url != nil {
 				url = tc.url(t)
@@ -123,7 +130,11 @@ func TestKindOfUpstreamFailures(t *testing.T) {
 				url = serveRegistry(t, tc.handler).URL
 			}
 			r := newTestRegistry(t, []string{url})
+			before := time.Now()
 			_, err := r.GetManifest(context.Background(), "org/app", "v1", []string{"application/vnd.oci.image.manifest.v1+json"})
+			if !date.IsZero() {
+				tc.minRetry, tc.maxRetry = time.Until(date), date.Sub(before)
+			}
 			if err == nil {
 				t.Fatal("GetManifest succeeded, want an error")
 			}
@@ -142,6 +153,13 @@ func TestKindOfUpstreamFailures(t *testing.T) {
 			}
 		})
 	}
+}
+
+// retryInAMinute answers 429 with a Retry-After HTTP-date about a minute
+// ahead, and returns that date (HTTP-dates have whole seconds).
+func retryInAMinute() (time.Time, http.HandlerFunc) {
+	date := time.Now().Add(time.Minute).UTC().Truncate(time.Second)
+	return date, status(http.StatusTooManyRequests, "Retry-After", date.Format(http.TimeFormat))
 }
 
 func TestKindOfCanceled(t *testing.T) {
@@ -189,25 +207,34 @@ func TestKindString(t *testing.T) {
 	}
 }
 
+// TestRetryAfterHeader runs in a synctest bubble, whose clock starts on a
+// whole second and stands still: a date two minutes ahead is exactly that.
 func TestRetryAfterHeader(t *testing.T) {
 	tests := []struct {
-		name     string
-		value    string
-		min, max time.Duration
+		name  string
+		value string // a time layout when in2m is set
+		in2m  bool
+		want  time.Duration
 	}{
-		{"seconds", "7", 7 * time.Second, 7 * time.Second},
-		{"zero", "0", 0, 0},
-		{"negative", "-3", 0, 0},
-		{"empty", "", 0, 0},
-		{"garbage", "soon", 0, 0},
-		{"HTTP-date in two minutes", time.Now().Add(2 * time.Minute).UTC().Format(http.TimeFormat), 118 * time.Second, 2 * time.Minute},
-		{"RFC 850 date in two minutes", time.Now().Add(2 * time.Minute).UTC().Format("Monday, 02-Jan-06 15:04:05 GMT"), 118 * time.Second, 2 * time.Minute},
+		{"seconds", "7", false, 7 * time.Second},
+		{"zero", "0", false, 0},
+		{"negative", "-3", false, 0},
+		{"empty", "", false, 0},
+		{"garbage", "soon", false, 0},
+		{"HTTP-date in two minutes", http.TimeFormat, true, 2 * time.Minute},
+		{"RFC 850 date in two minutes", "Monday, 02-Jan-06 15:04:05 GMT", true, 2 * time.Minute},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := retryAfter(tc.value); got < tc.min || got > tc.max {
-				t.Errorf("retryAfter(%q) = %s, want within [%s, %s]", tc.value, got, tc.min, tc.max)
-			}
+			synctest.Test(t, func(t *testing.T) {
+				v := tc.value
+				if tc.in2m {
+					v = time.Now().Add(2 * time.Minute).UTC().Format(tc.value)
+				}
+				if got := retryAfter(v); got != tc.want {
+					t.Errorf("retryAfter(%q) = %s, want %s", v, got, tc.want)
+				}
+			})
 		})
 	}
 }
