@@ -74,7 +74,13 @@ func (a *accessLog) flush() {
 	}
 	if err := wb.Flush(); err != nil {
 		a.s.log.Warn("record access times", "err", err)
+		return
 	}
+	a.s.graph.change(func(g *graph) {
+		for h, at := range seen {
+			g.setLast(h, at)
+		}
+	})
 }
 
 // keep puts back access times that could not be written, unless newer

@@ -100,52 +100,64 @@ func (g *refGuard) referenced(k dkey) bool {
 	return g.added[k]
 }
 
-// evict runs one pass. Passes run one at a time.
+// evict runs one pass. Passes run one at a time. The pass chooses on the
+// graph in memory, holding it; it then deletes records and files, and
+// takes out of the graph what it deleted from the index.
 func (s *Store) evict(req evictRequest) (GCReport, error) {
-	rep, read, err := s.runPass(req)
-	returnMemory(read)
-	return rep, err
-}
-
-// runPass runs one pass; read is the size of the graph it read.
-func (s *Store) runPass(req evictRequest) (_ GCReport, read int, _ error) {
+	<-s.graph.loaded // a pass's time is its own, not the start-up's
 	s.passMu.Lock()
 	defer s.passMu.Unlock()
 	start := time.Now()
 	s.access.flush()
 	s.guard.begin()
 	defer s.guard.end()
-	g, err := s.loadGraph(true)
-	if err != nil {
-		return GCReport{}, 0, err
-	}
-	read = g.size()
-	p := &pass{s: s, g: g, dead: map[dkey]v1.Hash{}, rep: GCReport{DryRun: req.dryRun}}
-	p.choose(req)
-	if req.sweep {
-		if err := p.findOrphans(); err != nil {
-			return p.rep, read, err
+	p := &pass{s: s, dead: map[dkey]v1.Hash{}, rep: GCReport{DryRun: req.dryRun}}
+	err := s.graph.use(func(g *graph) error {
+		p.g = g
+		p.choose(req)
+		if req.sweep {
+			if err := p.findOrphans(); err != nil {
+				return err
+			}
 		}
+		if !req.dryRun {
+			p.plan()
+		}
+		p.g = nil // not held past here
+		return nil
+	})
+	if err != nil {
+		return p.rep, err
 	}
 	if !req.dryRun {
 		if err := p.apply(); err != nil {
-			return p.rep, read, err
+			return p.rep, err
 		}
 	}
 	p.rep.Usage = s.Usage()
 	s.report(p.rep, time.Since(start))
-	return p.rep, read, nil
+	return p.rep, nil
 }
 
 // pass is the state of one eviction pass.
 type pass struct {
 	s       *Store
-	g       *graph
+	g       *graph // while the pass holds it
 	evicted []*mnode
 	// dead are digests no remaining image reaches, to delete.
 	dead    map[dkey]v1.Hash
 	orphans map[dkey]v1.Hash
 	rep     GCReport
+	// What plan decided, for apply: the index keys of the records to
+	// delete, the files to delete (sorted), the blob records to delete
+	// blind (recorded) and their size, and those to read as they go.
+	records  [][]byte
+	tags     []TagRef
+	nodes    []dkey
+	doomed   []v1.Hash
+	recorded []v1.Hash
+	freed    int64
+	unread   []v1.Hash
 }
 
 // choose picks the images to evict: the targets, or unpinned images least
@@ -170,8 +182,7 @@ func (p *pass) choose(req evictRequest) {
 
 func (p *pass) evictOne(root *mnode) {
 	for _, k := range p.g.reach(root) {
-		p.g.refc[k]--
-		if p.g.refc[k] > 0 {
+		if p.g.addRef(k, -1) > 0 {
 			continue
 		}
 		p.dead[k] = p.g.hashOf(k)
@@ -242,24 +253,49 @@ func (g *graph) pinnedBytes(alloc func(dkey) (int64, bool)) int64 {
 	return n
 }
 
-// apply removes the references of the evicted images, then their files.
-func (p *pass) apply() error {
-	if err := p.removeRecords(); err != nil {
-		return err
-	}
-	doomed := make([]v1.Hash, 0, len(p.dead)+len(p.orphans))
+// plan decides, on the graph, what apply deletes.
+func (p *pass) plan() {
+	p.planRecords()
 	for _, set := range []map[dkey]v1.Hash{p.dead, p.orphans} {
 		for k, h := range set {
 			if p.s.guard.referenced(k) || p.s.fillInFlight(h) {
 				continue
 			}
-			doomed = append(doomed, h)
+			p.doomed = append(p.doomed, h)
 		}
 	}
 	// In key order: the records are neighbours in the index, and the
 	// files in their directories.
-	slices.SortFunc(doomed, compareDigests)
-	if err := p.unrecord(doomed); err != nil {
+	slices.SortFunc(p.doomed, compareDigests)
+	// The records the graph holds are deleted blind, their sizes taken
+	// from it: a record cannot change while its file is in place (no fill
+	// or import of the digest starts then, and repairs do not run during
+	// a pass), and the file stays until the record is gone. A record made
+	// since (a fill that committed) is read as it is deleted.
+	for _, h := range p.doomed {
+		if alloc, ok := p.g.alloc(keyOf(h)); ok {
+			p.recorded = append(p.recorded, h)
+			p.freed += alloc
+		} else {
+			p.unread = append(p.unread, h)
+		}
+	}
+}
+
+// apply removes the references of the evicted images, then their files.
+func (p *pass) apply() error {
+	if err := p.s.deleteKeys(p.records); err != nil {
+		return err
+	}
+	p.s.graph.change(func(g *graph) {
+		for _, t := range p.tags {
+			g.deleteTag(t)
+		}
+		for _, k := range p.nodes {
+			g.deleteNode(k)
+		}
+	})
+	if err := p.unrecord(); err != nil {
 		return err
 	}
 	// The link scan reads the index while the unlinks wait on the
@@ -269,34 +305,28 @@ func (p *pass) apply() error {
 	go func() {
 		links <- p.s.removeLinks(func(k dkey) bool { _, d := p.dead[k]; _, o := p.orphans[k]; return d || o })
 	}()
-	p.s.removeBlobs(doomed)
+	p.s.removeBlobs(p.doomed)
 	return <-links
 }
 
-// unrecord removes the f: records of the doomed digests. Those the pass
-// read are deleted blind, their sizes taken from the pass's snapshot: a
-// record cannot change while its file is in place (no fill or import of
-// the digest starts then, and repairs do not run during a pass), and the
-// file stays until the record is gone. A record made after the snapshot
-// (a fill that committed since) is read as it is deleted.
-func (p *pass) unrecord(doomed []v1.Hash) error {
-	keys := make([][]byte, 0, len(doomed))
-	var freed int64
-	var unread []v1.Hash
-	for _, h := range doomed {
-		alloc, ok := p.g.alloc(keyOf(h))
-		if !ok {
-			unread = append(unread, h)
-			continue
-		}
+// unrecord removes the f: records of the doomed digests, from the index
+// and the graph, before their files go: no fill of them can start and
+// commit in between (the file is there).
+func (p *pass) unrecord() error {
+	keys := make([][]byte, 0, len(p.recorded))
+	for _, h := range p.recorded {
 		keys = append(keys, fileKey(h))
-		freed += alloc
 	}
 	if err := p.s.deleteKeys(keys); err != nil {
 		return err
 	}
-	p.s.use.blobs.Add(-freed)
-	return p.s.unrecordBlobs(unread)
+	p.s.graph.change(func(g *graph) {
+		for _, h := range p.recorded {
+			g.deleteFile(h)
+		}
+	})
+	p.s.use.blobs.Add(-p.freed)
+	return p.s.unrecordBlobs(p.unread)
 }
 
 // unlinkWorkers is how many files a pass deletes at once: an unlink mostly
@@ -319,34 +349,34 @@ func (s *Store) removeBlobs(hs []v1.Hash) {
 	wg.Wait()
 }
 
-// removeRecords deletes the manifest records, access times and tags of
-// what the pass evicts, tags first: a crash in between leaves manifests
+// planRecords lists the manifest records, access times and tags of what
+// the pass evicts, tags first: a crash in between leaves manifests
 // without tags, which the next pass evicts again.
-func (p *pass) removeRecords() error {
-	var keys [][]byte
+func (p *pass) planRecords() {
 	for _, r := range p.evicted {
-		for _, t := range r.tags {
-			keys = append(keys, tagKey(t.Repo, t.Tag))
-			p.s.hotTag.Remove(hotTagKey(t.Repo, t.Tag))
-		}
+		p.planTags(r)
 	}
 	for k, h := range p.dead {
 		n := p.g.nodes[k]
 		if n == nil || p.s.guard.referenced(k) {
 			continue
 		}
-		for _, t := range n.tags {
-			keys = append(keys, tagKey(t.Repo, t.Tag))
-			p.s.hotTag.Remove(hotTagKey(t.Repo, t.Tag))
-		}
-		keys = append(keys, manifestKey(h), accessKey(h), pinKey(h))
+		p.planTags(n)
+		p.records = append(p.records, manifestKey(h), accessKey(h), pinKey(h))
+		p.nodes = append(p.nodes, k)
 		p.s.hotMan.Remove(h)
 	}
-	for k, h := range p.orphans {
-		_ = k
-		keys = append(keys, accessKey(h))
+	for _, h := range p.orphans {
+		p.records = append(p.records, accessKey(h))
 	}
-	return p.s.deleteKeys(keys)
+}
+
+func (p *pass) planTags(n *mnode) {
+	for _, t := range n.tags {
+		p.records = append(p.records, tagKey(t.Repo, t.Tag))
+		p.tags = append(p.tags, t)
+		p.s.hotTag.Remove(hotTagKey(t.Repo, t.Tag))
+	}
 }
 
 // deleteKeys deletes keys, in order, with a write batch: blind deletes
@@ -420,10 +450,10 @@ func (s *Store) fillInFlight(h v1.Hash) bool {
 func (p *pass) findOrphans() error {
 	p.orphans = map[dkey]v1.Hash{}
 	cutoffAt := p.s.now().Add(-p.s.opts.OrphanGrace)
-	cutoff, cutoffMillis := cutoffAt.Unix(), cutoffAt.UnixMilli()
+	cutoff, cutoffMillis := uint32(max(cutoffAt.Unix(), 0)), cutoffAt.UnixMilli()
 	return p.s.db.View(func(txn *badger.Txn) error {
 		for _, f := range p.g.files {
-			if _, ok := p.g.refc[f.k]; ok || f.committed > cutoff {
+			if _, dead := p.dead[f.k]; dead || f.refc > 0 || f.alloc < 0 || f.committed > cutoff {
 				continue
 			}
 			h := p.g.hashOf(f.k)

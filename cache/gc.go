@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
@@ -153,18 +152,20 @@ type Listing struct {
 // ones occupy, reading the index once. It waits for the start-up scan,
 // which reconciles the blob records the sizes come from with the files.
 func (s *Store) List() (Listing, error) {
-	l, read, err := s.list()
-	returnMemory(read)
+	<-s.use.scanned
+	s.access.flush()
+	var l Listing
+	err := s.graph.use(func(g *graph) error {
+		l = g.listing()
+		return nil
+	})
+	// Sorted once the graph is let go: writes need not wait for it.
+	l.Images = sortByName(l.Images)
 	return l, err
 }
 
-func (s *Store) list() (_ Listing, read int, _ error) {
-	<-s.use.scanned
-	s.access.flush()
-	g, err := s.loadGraph(true)
-	if err != nil {
-		return Listing{}, 0, err
-	}
+// listing is every image under each of its tags, unsorted.
+func (g *graph) listing() Listing {
 	n := 0
 	for _, r := range g.roots {
 		n += max(len(r.tags), 1)
@@ -181,38 +182,24 @@ func (s *Store) list() (_ Listing, read int, _ error) {
 			infos = append(infos, i)
 		}
 	}
-	pinned := g.pinnedBytes(g.alloc)
-	return Listing{Images: sortByName(infos), Pinned: pinned}, g.size(), nil
+	return Listing{Images: infos, Pinned: g.pinnedBytes(g.alloc)}
 }
 
 // PinnedSize measures what pinned images occupy, each file once: df's
 // figure (and the pinned metric, with the loud line when it is more than
-// the bound). It reads the manifests, tags and pins, and the blob records
-// of pinned images only; it neither runs a pass nor waits for one.
+// the bound). It neither runs a pass nor waits for one.
 func (s *Store) PinnedSize() (int64, error) {
-	pinned, read, err := s.pinnedSize()
-	returnMemory(read)
+	<-s.use.scanned
+	var pinned int64
+	err := s.graph.use(func(g *graph) error {
+		pinned = g.pinnedBytes(g.alloc)
+		return nil
+	})
 	if err != nil {
 		return 0, err
 	}
 	s.notePinned(pinned, s.exceedsBound(pinned))
 	return pinned, nil
-}
-
-func (s *Store) pinnedSize() (pinned int64, read int, err error) {
-	<-s.use.scanned
-	g, err := s.loadGraph(false)
-	if err != nil {
-		return 0, 0, err
-	}
-	err = s.db.View(func(txn *badger.Txn) error {
-		pinned = g.pinnedBytes(func(k dkey) (int64, bool) {
-			rec, ok, _ := fileRecordOf(txn, g.hashOf(k))
-			return rec.alloc, ok
-		})
-		return nil
-	})
-	return pinned, g.size(), err
 }
 
 // sortByName sorts images by Name, building each name once (a hundred
@@ -249,7 +236,7 @@ func (g *graph) info(r *mnode) ImageInfo {
 			continue
 		}
 		i.Size += alloc
-		if g.refc[k] <= 1 {
+		if n, _ := g.refs(k); n <= 1 {
 			i.Unique += alloc
 		}
 	}

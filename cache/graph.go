@@ -82,11 +82,23 @@ func (n *mnode) isIndex() bool { return types.MediaType(n.mediaType).IsIndex() }
 
 // graph is every manifest of the store, the images they form (a root
 // manifest with what it references: an index with its child manifests and
-// theirs), and how many images reach each digest.
+// theirs), the blob records, and how many images reach each digest. The
+// store keeps one in memory (liveGraph), loaded at start-up and updated by
+// every write; link derives roots and reference counts from it.
 type graph struct {
 	nodes map[dkey]*mnode
+	// tags are every tag and the digest it names; link hangs them on the
+	// nodes.
+	tags map[TagRef]dkey
+	// referrers are the referrers recorded of each subject (any
+	// repository's list); link hangs those cached on their subjects.
+	referrers map[dkey][]dkey
+	// strs holds each registry and repository name once.
+	strs  map[string]string
 	roots []*mnode
-	refc  map[dkey]int32
+	// loose counts the images reaching a digest that has no blob record;
+	// a recorded digest's count is in its fileEntry.
+	loose map[dkey]int32
 	// other holds the digests that are not sha256, whose keys cannot be
 	// turned back into a digest.
 	other map[dkey]v1.Hash
@@ -95,21 +107,32 @@ type graph struct {
 	// types holds each media type once: a hundred thousand nodes share
 	// a handful.
 	types map[string]string
-	// files are the blob records (f:), sorted by key, when the graph was
-	// read with them: one scan serves a pass's sizes and its orphans.
-	// fileStart[p] is where the keys starting with the two bytes p begin.
+	// files are the blob records (f:), sorted by key; a removed one is
+	// kept as a tombstone (alloc < 0) until the next compaction, and those
+	// recorded since are in recent. fileStart[p] is where the keys
+	// starting with the two bytes p begin.
 	files     []fileEntry
 	fileStart []int32
+	recent    map[dkey]fileEntry
+	tombs     int
 }
 
+// fileEntry is one blob record: 48 bytes for each of a million blobs.
 type fileEntry struct {
 	k         dkey
 	alloc     int64
-	committed int64 // unix seconds
+	committed uint32 // unix seconds
+	refc      int32  // images reaching it, as of the last link
 }
 
-// size is how much the graph holds: its digests and blob records.
-func (g *graph) size() int { return len(g.refc) + len(g.files) }
+func newGraph(patterns []string) *graph {
+	return &graph{nodes: map[dkey]*mnode{}, tags: map[TagRef]dkey{}, strs: map[string]string{}, referrers: map[dkey][]dkey{},
+		loose: map[dkey]int32{}, other: map[dkey]v1.Hash{}, patterns: patterns, types: map[string]string{},
+		recent: map[dkey]fileEntry{}, fileStart: make([]int32, 1<<16+1)}
+}
+
+// size is how much the graph holds: its manifests and blob records.
+func (g *graph) size() int { return len(g.nodes) + len(g.files) }
 
 // bigRead is the size of a read of the index (digests and records) past
 // which its memory is given back at once.
@@ -137,16 +160,54 @@ func (g *graph) hashOf(k dkey) v1.Hash {
 
 // alloc is the recorded allocated size of k's file, if it has one.
 func (g *graph) alloc(k dkey) (int64, bool) {
+	if e := g.file(k); e != nil {
+		return e.alloc, true
+	}
+	return 0, false
+}
+
+// file is k's blob record, or nil.
+func (g *graph) file(k dkey) *fileEntry {
+	if i, ok := g.fileIndex(k); ok && g.files[i].alloc >= 0 {
+		return &g.files[i]
+	}
+	if e, ok := g.recent[k]; ok {
+		g.compact() // rare: link compacts first; the entry needs an address
+		return g.file(e.k)
+	}
+	return nil
+}
+
+// fileIndex finds k among the sorted files.
+func (g *graph) fileIndex(k dkey) (int, bool) {
 	// The search starts from the entries of k's first two bytes: a
 	// listing looks up a million keys, and a search over all the files
 	// misses the CPU caches at most of its twenty steps.
 	p := int(k[0])<<8 | int(k[1])
 	lo, hi := int(g.fileStart[p]), int(g.fileStart[p+1])
 	i, ok := slices.BinarySearchFunc(g.files[lo:hi], k, func(e fileEntry, k dkey) int { return bytes.Compare(e.k[:], k[:]) })
-	if !ok {
-		return 0, false
+	return lo + i, ok
+}
+
+// refs is how many images reach k, as of the last link; ok is false when
+// none does.
+func (g *graph) refs(k dkey) (int32, bool) {
+	if e := g.file(k); e != nil {
+		return e.refc, e.refc > 0
 	}
-	return g.files[lo+i].alloc, true
+	n, ok := g.loose[k]
+	return n, ok
+}
+
+// addRef counts one more image reaching k (delta -1: one less) and
+// returns the count.
+func (g *graph) addRef(k dkey, delta int32) int32 {
+	if e := g.file(k); e != nil {
+		e.refc += delta
+		return e.refc
+	}
+	g.loose[k] += delta
+	return g.loose[k]
 }
 
 // indexFiles fills fileStart for the sorted files.
@@ -180,7 +241,7 @@ func readFiles(txn *badger.Txn) ([]fileEntry, map[dkey]v1.Hash) {
 		}
 		var rec fileRecord
 		_ = it.Item().Value(func(b []byte) error { rec = parseFileRecord(b); return nil })
-		files = append(files, fileEntry{k: k, alloc: rec.alloc, committed: rec.committed})
+		files = append(files, fileEntry{k: k, alloc: rec.alloc, committed: uint32(rec.committed)})
 	}
 	// Sorted already for sha256 digests (the keys' hex order is their
 	// bytes' order); others go where their key sorts.
@@ -192,8 +253,8 @@ func readFiles(txn *badger.Txn) ([]fileEntry, map[dkey]v1.Hash) {
 
 func compareFiles(a, b fileEntry) int { return bytes.Compare(a.k[:], b.k[:]) }
 
-// loadGraph reads the graph in one read transaction; withFiles reads the
-// blob records too (what sizes and orphans need).
+// loadGraph reads the graph from the index in one read transaction;
+// withFiles reads the blob records too (what sizes and orphans need).
 //
 // The blob records are read at the same time, in a transaction of their
 // own: a record committed between the two snapshots is either not seen
@@ -201,8 +262,7 @@ func compareFiles(a, b fileEntry) int { return bytes.Compare(a.k[:], b.k[:]) }
 // it, and then too recent to be swept as an orphan.
 func (s *Store) loadGraph(withFiles bool) (*graph, error) {
 	s.graphReads.Add(1)
-	g := &graph{nodes: map[dkey]*mnode{}, refc: map[dkey]int32{}, other: map[dkey]v1.Hash{}, patterns: s.pinPatterns(),
-		types: map[string]string{}}
+	g := newGraph(s.pinPatterns())
 	var other map[dkey]v1.Hash
 	var ferr error
 	read := make(chan struct{})
@@ -405,9 +465,7 @@ func (g *graph) readTags(txn *badger.Txn) error {
 		if err := it.Item().Value(func(b []byte) error { k, ok = tagTarget(b); return nil }); err != nil || !ok {
 			continue
 		}
-		if n := g.nodes[k]; n != nil {
-			n.tags = append(n.tags, TagRef{Repo: repo, Tag: tag})
-		}
+		g.setTag(TagRef{Repo: repo, Tag: tag}, k)
 	}
 	return nil
 }
@@ -442,20 +500,14 @@ func (g *graph) readReferrers(txn *badger.Txn) {
 			continue
 		}
 		k, _, _, ok := parseKey(key[i+1:])
-		subject := g.nodes[k]
-		if !ok || subject == nil {
+		if !ok {
 			continue
 		}
 		var rec referrersRecord
 		if err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &rec) }); err != nil {
 			continue
 		}
-		for _, d := range rec.Manifests {
-			rk := keyOf(d.Digest)
-			if g.nodes[rk] != nil && rk != k && !slices.Contains(subject.referrers, rk) {
-				subject.referrers = append(subject.referrers, rk)
-			}
-		}
+		g.addReferrers(k, rec.Manifests)
 	}
 }
 
@@ -480,11 +532,28 @@ func (g *graph) scanKeys(txn *badger.Txn, prefix string, values bool, fn func(n 
 	}
 }
 
-// link marks children, finds the roots and counts references.
+// link hangs the tags on their manifests, marks children, finds the
+// roots and counts references.
 func (g *graph) link() {
+	g.compact()
+	for _, n := range g.nodes {
+		n.child, n.tags, n.referrers = false, n.tags[:0], n.referrers[:0]
+		for _, rk := range g.referrers[n.k] {
+			if g.nodes[rk] != nil && rk != n.k {
+				n.referrers = append(n.referrers, rk)
+			}
+		}
+	}
+	for t, k := range g.tags {
+		if n := g.nodes[k]; n != nil {
+			n.tags = append(n.tags, t)
+		}
+	}
 	for _, n := range g.nodes {
 		for _, rk := range n.referrers {
-			g.nodes[rk].child = true
+			if c := g.nodes[rk]; c != nil && c != n {
+				c.child = true
+			}
 		}
 		if !n.isIndex() {
 			continue
@@ -495,19 +564,19 @@ func (g *graph) link() {
 			}
 		}
 	}
-	refs := 0
+	g.roots = g.roots[:0]
 	for _, n := range g.nodes {
 		if !n.child {
 			g.roots = append(g.roots, n)
 		}
-		refs += len(n.refs) + 1
 	}
-	// Sized once for every digest a manifest names (an upper bound; most
-	// are distinct): a million keys are not rehashed as the map grows.
-	g.refc = make(map[dkey]int32, refs)
+	for i := range g.files {
+		g.files[i].refc = 0
+	}
+	clear(g.loose)
 	for _, r := range g.roots {
 		for _, k := range g.reach(r) {
-			g.refc[k]++
+			g.addRef(k, 1)
 		}
 	}
 }
@@ -530,8 +599,8 @@ func (g *graph) reach(root *mnode) []dkey {
 			return
 		}
 		for _, rk := range n.referrers {
-			if depth < 4 {
-				walk(g.nodes[rk], depth+1)
+			if c := g.nodes[rk]; c != nil && depth < 4 {
+				walk(c, depth+1)
 			}
 		}
 		index := n.isIndex() && depth < 4
@@ -557,7 +626,9 @@ func (g *graph) reach(root *mnode) []dkey {
 func (g *graph) lastUsed(root *mnode) int64 {
 	last := root.last
 	for _, rk := range root.referrers {
-		last = max(last, g.nodes[rk].last)
+		if c := g.nodes[rk]; c != nil {
+			last = max(last, c.last)
+		}
 	}
 	if root.isIndex() {
 		for _, r := range root.refs {

@@ -95,6 +95,7 @@ func (s *Store) ImportImage(repo Repo, tags []string, manifests []*Manifest, at 
 	s.guard.phase.RLock()
 	defer s.guard.phase.RUnlock()
 	s.guard.note(manifests...)
+	var unpinned map[dkey]v1.Hash
 	err := s.update(func(txn *badger.Txn) error {
 		for _, m := range manifests {
 			if err := importManifest(txn, repo, m); err != nil {
@@ -111,11 +112,24 @@ func (s *Store) ImportImage(repo Repo, tags []string, manifests []*Manifest, at 
 				return err
 			}
 		}
+		unpinned = moved
 		return unpinUntagged(txn, moved)
 	})
 	if err != nil {
 		return fmt.Errorf("import %s: %w", repo, err)
 	}
+	s.graph.change(func(g *graph) {
+		for _, m := range manifests {
+			g.putNode(m)
+			g.setPin(m.Digest, true)
+		}
+		for _, tag := range tags {
+			g.setTag(TagRef{Repo: repo, Tag: tag}, keyOf(manifests[0].Digest))
+		}
+		for _, h := range unpinned {
+			g.setPin(h, false)
+		}
+	})
 	for _, tag := range tags {
 		s.hotTag.Add(hotTagKey(repo, tag), Tag{Digest: manifests[0].Digest, Confirmed: at})
 	}

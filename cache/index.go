@@ -155,6 +155,12 @@ func (s *Store) PutManifest(r Repo, m *Manifest, tag string, confirmed time.Time
 	if err != nil {
 		return fmt.Errorf("index manifest %s: %w", m.Digest, err)
 	}
+	s.graph.change(func(g *graph) {
+		g.putNode(m)
+		if tag != "" {
+			g.setTag(TagRef{Repo: r, Tag: tag}, keyOf(m.Digest))
+		}
+	})
 	s.access.touch(m.Digest) // a manifest just fetched was just used
 	s.hotMan.Add(m.Digest, m)
 	if tag != "" {
@@ -218,6 +224,9 @@ func (s *Store) ConfirmTag(r Repo, tag string, h v1.Hash, at time.Time) error {
 	if errors.Is(err, ErrIndexReadOnly) {
 		return nil
 	}
+	if err == nil {
+		s.graph.change(func(g *graph) { g.setTag(TagRef{Repo: r, Tag: tag}, keyOf(h)) })
+	}
 	if err != nil {
 		return fmt.Errorf("index tag: %w", err)
 	}
@@ -227,7 +236,11 @@ func (s *Store) ConfirmTag(r Repo, tag string, h v1.Hash, at time.Time) error {
 // DeleteTag forgets a tag (upstream said it is gone).
 func (s *Store) DeleteTag(r Repo, tag string) error {
 	s.hotTag.Remove(hotTagKey(r, tag))
-	return s.update(func(txn *badger.Txn) error { return txn.Delete(tagKey(r, tag)) })
+	err := s.update(func(txn *badger.Txn) error { return txn.Delete(tagKey(r, tag)) })
+	if err == nil {
+		s.graph.change(func(g *graph) { g.deleteTag(TagRef{Repo: r, Tag: tag}) })
+	}
+	return err
 }
 
 // PutTagList records the full tag list of r as upstream sent it.

@@ -100,7 +100,9 @@ func (s *Store) Unpin(pattern string) error {
 		return fmt.Errorf("pin %q is in the configuration (pin:); remove it there", pattern)
 	}
 	found := false
+	var unpinned *v1.Hash
 	err := s.update(func(txn *badger.Txn) error {
+		unpinned = nil
 		if _, err := txn.Get(pinPatternKey(pattern)); err == nil {
 			found = true
 			if err := txn.Delete(pinPatternKey(pattern)); err != nil {
@@ -113,10 +115,14 @@ func (s *Store) Unpin(pattern string) error {
 		}
 		if _, err := txn.Get(pinKey(h)); err == nil {
 			found = true
+			unpinned = &h
 			return txn.Delete(pinKey(h))
 		}
 		return nil
 	})
+	if err == nil && unpinned != nil {
+		s.graph.change(func(g *graph) { g.setPin(*unpinned, false) })
+	}
 	if err == nil && !found {
 		return fmt.Errorf("%w: %s", ErrNotPinned, pattern)
 	}

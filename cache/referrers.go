@@ -29,6 +29,7 @@ func (s *Store) PutReferrers(r Repo, subject v1.Hash, refs []v1.Descriptor, at t
 	if err != nil {
 		return fmt.Errorf("index referrers of %s: %w", subject, err)
 	}
+	s.graph.change(func(g *graph) { g.addReferrers(keyOf(subject), refs) })
 	return nil
 }
 
@@ -57,6 +58,7 @@ func (s *Store) AddReferrers(r Repo, subject v1.Hash, refs []v1.Descriptor, at t
 	if err != nil {
 		return fmt.Errorf("index referrers of %s: %w", subject, err)
 	}
+	s.graph.change(func(g *graph) { g.addReferrers(keyOf(subject), refs) })
 	return nil
 }
 

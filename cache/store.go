@@ -105,7 +105,9 @@ type Store struct {
 	closed       sync.Once
 	cerr         error
 
-	// graphReads counts reads of the whole graph (each walks the index).
+	// graph is the image graph in memory; graphReads counts its reads
+	// from the index (one at start-up; verify reads its own).
+	graph      liveGraph
 	graphReads atomic.Int64
 }
 
@@ -143,6 +145,9 @@ func Open(opts Options) (*Store, error) {
 	s.access = newAccessLog(s)
 	s.use.scanned = make(chan struct{})
 	s.startScan()
+	s.graph.loaded, s.graph.patterns = make(chan struct{}), s.pinPatterns
+	s.wg.Add(1)
+	go s.loadLive()
 	if opts.Housekeeping > 0 {
 		s.wg.Add(1)
 		go s.housekeep()

@@ -117,6 +117,9 @@ type Usage struct {
 	Total int64 `json:"total"`
 	// Ready is false until the start-up scan has counted every blob.
 	Ready bool `json:"ready"`
+	// Loading is true while the image graph is read at start-up (see
+	// Store.Loading): listings and eviction wait for it.
+	Loading bool `json:"loading,omitempty"`
 }
 
 // Usage measures what the cache occupies now.
@@ -133,6 +136,7 @@ func (s *Store) Usage() Usage {
 		u.Ready = true
 	default:
 	}
+	u.Loading = s.Loading()
 	return u
 }
 
@@ -153,6 +157,7 @@ func (s *Store) recordBlob(h v1.Hash) error {
 	if err != nil {
 		return err
 	}
+	s.graph.change(func(g *graph) { g.putFile(h, rec) })
 	s.use.blobs.Add(rec.alloc - old.alloc)
 	return nil
 }
@@ -198,6 +203,11 @@ func (s *Store) unrecordBlobs(hs []v1.Hash) error {
 		if err != nil {
 			return err
 		}
+		s.graph.change(func(g *graph) {
+			for _, h := range hs[:n] {
+				g.deleteFile(h)
+			}
+		})
 		s.use.blobs.Add(-freed)
 		hs = hs[n:]
 	}

@@ -192,7 +192,7 @@ func (v *verifier) checkIndex(txn *badger.Txn, g *graph) error {
 		if _, ok := v.files[k]; !ok && !v.s.HasBlob(h) {
 			v.missing = append(v.missing, h)
 		}
-		if _, ok := g.refc[k]; !ok {
+		if _, ok := g.refs(k); !ok {
 			v.rep.Orphans++
 		}
 	}
@@ -254,7 +254,7 @@ func (v *verifier) danglingLinks(txn *badger.Txn, g *graph) error {
 			continue
 		}
 		k := keyOf(h)
-		_, ref := g.refc[k]
+		_, ref := g.refs(k)
 		_, file := v.files[k]
 		if !ref && !file && !v.s.fillInFlight(h) {
 			v.links = append(v.links, it.Item().KeyCopy(nil))
@@ -336,5 +336,16 @@ func (v *verifier) repair() error {
 	for _, p := range v.temps {
 		os.Remove(p)
 	}
-	return s.deleteKeys(keys)
+	if err := s.deleteKeys(keys); err != nil {
+		return err
+	}
+	s.graph.change(func(g *graph) {
+		for _, h := range append(v.corrupt, v.danglingM...) {
+			g.deleteNode(keyOf(h))
+		}
+		for _, t := range v.danglingT {
+			g.deleteTag(t)
+		}
+	})
+	return nil
 }
