@@ -27,7 +27,7 @@ var allowed = map[string][]string{
 	"proxy":         {"cache", "upstream", "stats", "auth"},
 	"stats":         {},
 	"auth":          {},
-	"cache":         {},
+	"cache":         {"cache/blobs", "cache/blobs/local"},
 	"upstream":      {},
 	"config":        {},
 	"admin":         {"cache", "archive", "stats"},
@@ -37,6 +37,7 @@ var allowed = map[string][]string{
 	// the seam, the seam imports nothing of the module.
 	"cache/blobs":           {},
 	"cache/blobs/blobstest": {"cache/blobs"},
+	"cache/blobs/local":     {"cache/blobs"},
 	"cache/blobs/s3":        {"cache/blobs"},
 	"cluster":               {"upstream"},
 	"health":                {},

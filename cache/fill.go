@@ -13,6 +13,8 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/pullcache/pullcache/cache/blobs"
 )
 
 // Source opens the bytes of a blob for a fill from offset on (offset > 0
@@ -389,7 +391,7 @@ func (s *Store) StartFill(h v1.Hash, size int64, origin string, open Source) (f 
 	if rf, ok := s.fills.failed.recent(h, origin, time.Now()); ok {
 		return failedFill(h, origin, rf), false, nil
 	}
-	tmp, err := os.CreateTemp(filepath.Join(s.dir, "tmp"), h.Hex+"-*")
+	tmp, err := os.CreateTemp(s.tier.TempDir(), h.Hex+"-*")
 	if err != nil {
 		return nil, false, diskError("create temp file in", filepath.Join(s.dir, "tmp", h.Hex), err)
 	}
@@ -581,14 +583,8 @@ func (s *Store) copyFill(at attempt, f *Fill, h hash.Hash, size, n int64) (int64
 
 // commit makes the verified temp file durable and moves it into place.
 func (s *Store) commit(f *Fill, tmpName string) error {
-	if err := f.file.Sync(); err != nil {
-		return diskError("sync", tmpName, err)
-	}
 	dst := s.blobPath(f.digest)
-	if err := os.MkdirAll(filepath.Dir(dst), 0o750); err != nil {
-		return diskError("create blob dir", filepath.Dir(dst), err)
-	}
-	if err := os.Rename(tmpName, dst); err != nil {
+	if err := s.tier.Place(f.file, f.digest); err != nil && !errors.Is(err, blobs.ErrExists) {
 		return diskError("commit blob to", dst, err)
 	}
 	f.mu.Lock()

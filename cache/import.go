@@ -6,12 +6,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/pullcache/pullcache/cache/blobs"
 )
 
 // pinKey marks a digest that expiry and eviction must keep (imported
@@ -35,11 +36,12 @@ func (s *Store) PutBlob(h v1.Hash, size int64, r io.Reader) error {
 		return fmt.Errorf("blob %s: %w", h, err)
 	}
 	defer room.release()
-	tmp, err := os.CreateTemp(filepath.Join(s.dir, "tmp"), h.Hex+"-*")
+	tmp, err := os.CreateTemp(s.tier.TempDir(), h.Hex+"-*")
 	if err != nil {
 		return fmt.Errorf("create temp file: %w", err)
 	}
-	defer os.Remove(tmp.Name())
+	defer os.Remove(tmp.Name()) // gone once placed; left only by a failure
+	defer tmp.Close()
 	n, err := io.Copy(io.MultiWriter(tmp, hasher), r)
 	err = noSpace(err)
 	if err == nil && size >= 0 && n != size {
@@ -48,20 +50,11 @@ func (s *Store) PutBlob(h v1.Hash, size int64, r io.Reader) error {
 	if got := fmt.Sprintf("%x", hasher.Sum(nil)); err == nil && got != h.Hex {
 		err = fmt.Errorf("%w: blob %s hashes to %s:%s", ErrDigestMismatch, h, h.Algorithm, got)
 	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o750); err != nil {
-		return fmt.Errorf("create blob dir: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), dst); err != nil {
-		return fmt.Errorf("commit blob: %w", err)
+	if err := s.tier.Place(tmp, h); err != nil && !errors.Is(err, blobs.ErrExists) {
+		return noSpace(err)
 	}
 	if err := s.recordBlob(h); err != nil {
 		s.log.Warn("record blob file", "digest", h.String(), "err", err)

@@ -9,6 +9,7 @@
 package cache
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,6 +23,9 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pullcache/pullcache/cache/blobs"
+	"github.com/pullcache/pullcache/cache/blobs/local"
 )
 
 // ErrNotFound says the store does not hold what was asked for.
@@ -77,6 +81,7 @@ type Options struct {
 // owns a data directory at a time (badger locks it).
 type Store struct {
 	dir    string
+	tier   *local.Tier // where blob files are written, read and deleted
 	opts   Options
 	log    *slog.Logger
 	db     *badger.DB
@@ -114,15 +119,17 @@ type Store struct {
 // Open opens (creating if needed) the store in opts.Dir.
 func Open(opts Options) (*Store, error) {
 	opts = withDefaults(opts)
-	for _, d := range []string{"blobs", "tmp", "index"} {
-		if err := os.MkdirAll(filepath.Join(opts.Dir, d), 0o750); err != nil {
-			return nil, fmt.Errorf("create %s: %w", d, err)
-		}
-	}
-	if err := clearTemp(filepath.Join(opts.Dir, "tmp")); err != nil {
+	tier, err := local.New(opts.Dir)
+	if err != nil {
 		return nil, err
 	}
-	s := &Store{dir: opts.Dir, opts: opts, log: opts.Logger, now: opts.Now,
+	if err := os.MkdirAll(filepath.Join(opts.Dir, "index"), 0o750); err != nil {
+		return nil, fmt.Errorf("create index: %w", err)
+	}
+	if err := clearTemp(tier.TempDir()); err != nil {
+		return nil, err
+	}
+	s := &Store{dir: opts.Dir, tier: tier, opts: opts, log: opts.Logger, now: opts.Now,
 		stop: make(chan struct{}), kick: make(chan struct{}, 1)}
 	s.metrics = newStoreMetrics(opts.Metrics, opts.MaxSize)
 	// Without a bound, the filesystem is the bound badger is sized for.
@@ -266,13 +273,7 @@ func (s *Store) Close() error {
 // Dir is the data directory.
 func (s *Store) Dir() string { return s.dir }
 
-func (s *Store) blobPath(h v1.Hash) string {
-	prefix := h.Hex
-	if len(prefix) > 2 {
-		prefix = prefix[:2]
-	}
-	return filepath.Join(s.dir, "blobs", h.Algorithm, prefix, h.Hex)
-}
+func (s *Store) blobPath(h v1.Hash) string { return s.tier.Path(h) }
 
 // OpenBlob opens a committed blob. The caller closes the file. A committed
 // blob's bytes were verified against its digest before it was renamed into
@@ -287,19 +288,14 @@ func (s *Store) OpenBlob(h v1.Hash) (*os.File, int64, error) {
 
 // PeekBlob is OpenBlob without recording an access.
 func (s *Store) PeekBlob(h v1.Hash) (*os.File, int64, error) {
-	f, err := os.Open(s.blobPath(h))
-	if errors.Is(err, os.ErrNotExist) {
+	rc, size, err := s.tier.Open(context.Background(), h, 0)
+	if errors.Is(err, blobs.ErrNotFound) {
 		return nil, 0, ErrNotFound
 	}
 	if err != nil {
 		return nil, 0, err
 	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, 0, err
-	}
-	return f, fi.Size(), nil
+	return rc.(*os.File), size, nil // the local tier's reader is the file
 }
 
 // HasBlob reports whether the blob is committed.
