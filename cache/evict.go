@@ -213,13 +213,24 @@ func (g *graph) byLastUse() []*mnode {
 		if c := cmp.Compare(a.last, b.last); c != 0 {
 			return c
 		}
-		return compareDigests(a.n.h, b.n.h)
+		return g.compareKeys(a.n.k, b.n.k)
 	})
 	out := make([]*mnode, len(cs))
 	for i, c := range cs {
 		out[i] = c.n
 	}
 	return out
+}
+
+// compareKeys orders keys as their digests' strings sort; a sha256 key's
+// bytes sort as its hex does.
+func (g *graph) compareKeys(a, b dkey) int {
+	_, ao := g.other[a]
+	_, bo := g.other[b]
+	if ao || bo {
+		return compareDigests(g.hashOf(a), g.hashOf(b))
+	}
+	return bytes.Compare(a[:], b[:])
 }
 
 // compareDigests orders digests as their strings sort, without building

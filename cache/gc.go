@@ -219,14 +219,14 @@ func sortByName(infos []ImageInfo) []ImageInfo {
 }
 
 func (g *graph) info(r *mnode) ImageInfo {
-	i := ImageInfo{Digest: r.h.String(), MediaType: r.mediaType, Pinned: g.pinned(r)}
+	i := ImageInfo{Digest: g.hashOf(r.k).String(), MediaType: r.mediaType, Pinned: g.pinned(r)}
 	if last := g.lastUsed(r); last > 0 {
 		i.LastPulled = time.UnixMilli(last).UTC()
 	}
 	if r.isIndex() {
-		for _, ref := range r.refs {
-			if ref.platform != nil {
-				i.Platforms = append(i.Platforms, ref.platform.String())
+		for _, p := range r.platforms {
+			if p != nil {
+				i.Platforms = append(i.Platforms, p.String())
 			}
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"maps"
+	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -57,16 +58,17 @@ func (t TagRef) String() string { return t.Repo.String() + ":" + t.Tag }
 
 // gref is one reference of a manifest in the graph.
 type gref struct {
-	k        dkey
-	platform *v1.Platform
+	k dkey
 }
 
-// mnode is one manifest record.
+// mnode is one manifest record: about 480 bytes for an image of ten
+// digests. Its digest is its key (graph.hashOf).
 type mnode struct {
-	h         v1.Hash
 	k         dkey
 	mediaType string
 	refs      []gref
+	// platforms are an index's references' platforms, by position.
+	platforms []*v1.Platform
 	// child: an index references it, or it is a referrer of a cached
 	// subject, so it belongs to that image.
 	child bool
@@ -115,7 +117,12 @@ type graph struct {
 	fileStart []int32
 	recent    map[dkey]fileEntry
 	tombs     int
+	// release, while the graph is read, gives back the index pages read
+	// so far (releaseIndexPages); called every releaseEvery records.
+	release func()
 }
+
+const releaseEvery = 20_000
 
 // fileEntry is one blob record: 48 bytes for each of a million blobs.
 type fileEntry struct {
@@ -226,7 +233,7 @@ func (g *graph) indexFiles() {
 // readFiles reads every f: record, with the digests that are not sha256
 // (see graph.other). Keys only: the records are 16 bytes, kept in the LSM
 // tree and read in place.
-func readFiles(txn *badger.Txn) ([]fileEntry, map[dkey]v1.Hash) {
+func readFiles(txn *badger.Txn, release func()) ([]fileEntry, map[dkey]v1.Hash) {
 	var files []fileEntry
 	other := map[dkey]v1.Hash{}
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("f:")})
@@ -242,6 +249,9 @@ func readFiles(txn *badger.Txn) ([]fileEntry, map[dkey]v1.Hash) {
 		var rec fileRecord
 		_ = it.Item().Value(func(b []byte) error { rec = parseFileRecord(b); return nil })
 		files = append(files, fileEntry{k: k, alloc: rec.alloc, committed: uint32(rec.committed)})
+		if len(files)%(10*releaseEvery) == 0 {
+			release()
+		}
 	}
 	// Sorted already for sha256 digests (the keys' hex order is their
 	// bytes' order); others go where their key sorts.
@@ -263,6 +273,8 @@ func compareFiles(a, b fileEntry) int { return bytes.Compare(a.k[:], b.k[:]) }
 func (s *Store) loadGraph(withFiles bool) (*graph, error) {
 	s.graphReads.Add(1)
 	g := newGraph(s.pinPatterns())
+	g.release = func() { releaseIndexPages(filepath.Join(s.dir, "index")) }
+	defer g.release()
 	var other map[dkey]v1.Hash
 	var ferr error
 	read := make(chan struct{})
@@ -270,7 +282,7 @@ func (s *Store) loadGraph(withFiles bool) (*graph, error) {
 		go func() {
 			defer close(read)
 			ferr = s.db.View(func(txn *badger.Txn) error {
-				g.files, other = readFiles(txn)
+				g.files, other = readFiles(txn, g.release)
 				return nil
 			})
 		}()
@@ -407,9 +419,12 @@ func (g *graph) readManifests(txn *badger.Txn) error {
 	defer it.Close()
 	var rec leanRecord
 	for it.Rewind(); it.Valid(); it.Next() {
-		h, err := v1.NewHash(string(it.Item().Key()[2:]))
-		if err != nil {
+		k, h, other, ok := parseKey(it.Item().Key()[2:])
+		if !ok {
 			continue
+		}
+		if other {
+			g.other[k] = h
 		}
 		// The node is made inside the callback: what the scanner read
 		// points into the value's buffer. The references' slice is
@@ -419,17 +434,19 @@ func (g *graph) readManifests(txn *badger.Txn) error {
 			if err := rec.parse(b); err != nil {
 				return err
 			}
-			g.addNode(h, &rec)
+			g.addNode(k, &rec)
+			if len(g.nodes)%releaseEvery == 0 {
+				g.release()
+			}
 			return nil
 		})
 	}
 	return nil
 }
 
-// addNode adds the node of manifest h.
-func (g *graph) addNode(h v1.Hash, rec *leanRecord) {
-	n := &mnode{h: h, k: keyOf(h), mediaType: rec.MediaType, refs: make([]gref, 0, len(rec.Refs))}
-	g.keep(n.k, h)
+// addNode adds the node of manifest k.
+func (g *graph) addNode(k dkey, rec *leanRecord) {
+	n := &mnode{k: k, mediaType: rec.MediaType, refs: make([]gref, 0, len(rec.Refs))}
 	for _, d := range rec.Refs {
 		k, rh, other, ok := parseKey(bytes.Trim(d.Digest, `"`))
 		if !ok {
@@ -438,11 +455,10 @@ func (g *graph) addNode(h v1.Hash, rec *leanRecord) {
 		if other {
 			g.other[k] = rh
 		}
-		r := gref{k: k}
+		n.refs = append(n.refs, gref{k: k})
 		if n.isIndex() {
-			r.platform = d.Platform
+			n.platforms = append(n.platforms, d.Platform)
 		}
-		n.refs = append(n.refs, r)
 	}
 	g.nodes[n.k] = n
 }
@@ -650,12 +666,12 @@ func (g *graph) pinned(root *mnode) bool {
 			return true
 		}
 	}
-	return matchPinDigest(g.patterns, root)
+	return matchPinDigest(g.patterns, g.hashOf(root.k))
 }
 
-func matchPinDigest(patterns []string, root *mnode) bool {
+func matchPinDigest(patterns []string, h v1.Hash) bool {
 	for _, p := range patterns {
-		if i := strings.LastIndex(p, "@"); i >= 0 && p[i+1:] == root.h.String() {
+		if i := strings.LastIndex(p, "@"); i >= 0 && p[i+1:] == h.String() {
 			return true
 		}
 	}
@@ -665,7 +681,7 @@ func matchPinDigest(patterns []string, root *mnode) bool {
 // names are the tags of root, or its digest when it has none.
 func (g *graph) names(root *mnode) []string {
 	if len(root.tags) == 0 {
-		return []string{root.h.String()}
+		return []string{g.hashOf(root.k).String()}
 	}
 	out := make([]string, 0, len(root.tags))
 	for _, t := range root.tags {

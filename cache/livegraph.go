@@ -101,7 +101,7 @@ func (s *Store) loadLive() {
 
 // putNode adds or replaces the node of m, keeping what else is known of it.
 func (g *graph) putNode(m *Manifest) {
-	n := &mnode{h: m.Digest, k: keyOf(m.Digest), mediaType: g.intern(m.MediaType)}
+	n := &mnode{k: keyOf(m.Digest), mediaType: g.intern(m.MediaType)}
 	if old := g.nodes[n.k]; old != nil {
 		n.last, n.pinned = old.last, old.pinned
 	}
@@ -110,10 +110,10 @@ func (g *graph) putNode(m *Manifest) {
 	for _, d := range m.Refs {
 		r := gref{k: keyOf(d.Digest)}
 		g.keep(r.k, d.Digest)
-		if n.isIndex() {
-			r.platform = d.Platform
-		}
 		n.refs = append(n.refs, r)
+		if n.isIndex() {
+			n.platforms = append(n.platforms, d.Platform)
+		}
 	}
 	g.nodes[n.k] = n
 }

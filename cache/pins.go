@@ -158,7 +158,7 @@ func (s *Store) Pinned(h v1.Hash) bool {
 		_, err := txn.Get(pinKey(h))
 		return err
 	})
-	return err == nil || matchPinDigest(s.pinPatterns(), &mnode{h: h})
+	return err == nil || matchPinDigest(s.pinPatterns(), h)
 }
 
 // PinnedAs reports whether the image h, named tag of r (tag may be

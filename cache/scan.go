@@ -1,7 +1,6 @@
 package cache
 
 import (
-	"encoding/hex"
 	"os"
 	"path/filepath"
 	"sort"
@@ -23,53 +22,78 @@ func (s *Store) startScan() {
 	go func() {
 		defer s.wg.Done()
 		defer close(s.use.scanned)
-		recorded := s.sumRecords(txn)
-		txn.Discard()
-		if s.stopping() {
+		defer txn.Discard()
+		// After the graph is read: the two large reads of the index do not
+		// hold their memory at the same time.
+		select {
+		case <-s.graph.loaded:
+		case <-s.stop:
 			return
 		}
-		read := len(recorded.m)
-		s.reconcile(recorded)
-		returnMemory(read)
+		s.reconcile(txn)
+		releaseIndexPages(filepath.Join(s.dir, "index"))
 	}()
 }
 
-// sumRecords adds the snapshot's f: records to the total and returns the
-// digests recorded, sorted.
-func (s *Store) sumRecords(txn *badger.Txn) *digestSet {
-	recorded := newDigestSet()
-	var sum int64
+// reconcile sums the snapshot's f: records into the total, records blob
+// files the index does not know (a crash between a commit's rename and
+// its record, or a crash mid-eviction) and forgets records whose file is
+// gone. The records and the files are both walked in digest order and
+// merged as they go: nothing of the million is held in memory.
+func (s *Store) reconcile(txn *badger.Txn) {
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("f:"), PrefetchValues: true, PrefetchSize: 1000})
 	defer it.Close()
-	for it.Rewind(); it.Valid(); it.Next() {
-		_ = it.Item().Value(func(b []byte) error { sum += parseFileRecord(b).alloc; return nil })
-		if h, err := v1.NewHash(string(it.Item().Key()[2:])); err == nil {
-			recorded.add(h)
+	it.Rewind()
+	var sum int64
+	var unknown []v1.Hash // files without a record
+	var missing []v1.Hash // records whose file the walk did not see
+	// advance moves past the records before digest d (all, when d is
+	// empty), summing them; it reports whether d itself is recorded.
+	advance := func(d string) bool {
+		for ; it.Valid(); it.Next() {
+			key := string(it.Item().Key()[2:])
+			if d != "" && key > d {
+				return false
+			}
+			_ = it.Item().Value(func(b []byte) error { sum += parseFileRecord(b).alloc; return nil })
+			if key == d {
+				it.Next()
+				return true
+			}
+			if h, err := v1.NewHash(key); err == nil {
+				missing = append(missing, h)
+			}
 		}
+		return false
 	}
-	s.use.blobs.Add(sum)
-	return recorded
-}
-
-// reconcile records blob files the index does not know (a crash between
-// a commit's rename and its record, or a crash mid-eviction) and forgets
-// records whose file is gone.
-func (s *Store) reconcile(recorded *digestSet) {
-	var fixed, dropped int
-	err := s.walkBlobs(func(h v1.Hash, path string) {
-		if recorded.remove(h) {
-			return
-		}
-		if err := s.recordBlob(h); err == nil {
-			fixed++
+	err := s.walkBlobs(func(h v1.Hash, _ string) {
+		if !advance(h.String()) {
+			unknown = append(unknown, h)
 		}
 	})
+	advance("")
+	s.use.blobs.Add(sum)
 	if err != nil {
 		s.log.Warn("scan blobs", "err", err)
 		return
 	}
+	if s.stopping() {
+		return
+	}
+	s.fixRecords(unknown, missing)
+}
+
+// fixRecords records the unknown files and forgets the records of missing
+// ones (confirmed gone now: a fill may have committed one since the walk).
+func (s *Store) fixRecords(unknown, missing []v1.Hash) {
+	var fixed, dropped int
+	for _, h := range unknown {
+		if err := s.recordBlob(h); err == nil {
+			fixed++
+		}
+	}
 	var gone []v1.Hash
-	for _, h := range recorded.hashes() {
+	for _, h := range missing {
 		if _, err := os.Stat(s.blobPath(h)); os.IsNotExist(err) {
 			gone = append(gone, h)
 		}
@@ -149,43 +173,4 @@ func (s *Store) stopping() bool {
 	default:
 		return false
 	}
-}
-
-// digestSet is a set of digests in 32 bytes each (a v1.Hash is two
-// strings; a large cache has a million blobs).
-type digestSet struct {
-	m     map[dkey]struct{}
-	other map[dkey]v1.Hash // digests that are not sha256
-}
-
-func newDigestSet() *digestSet {
-	return &digestSet{m: map[dkey]struct{}{}, other: map[dkey]v1.Hash{}}
-}
-
-func (d *digestSet) add(h v1.Hash) {
-	k := keyOf(h)
-	d.m[k] = struct{}{}
-	if h.Algorithm != "sha256" || len(h.Hex) != 64 {
-		d.other[k] = h
-	}
-}
-
-// remove reports whether h was in the set.
-func (d *digestSet) remove(h v1.Hash) bool {
-	k := keyOf(h)
-	_, ok := d.m[k]
-	delete(d.m, k)
-	return ok
-}
-
-func (d *digestSet) hashes() []v1.Hash {
-	out := make([]v1.Hash, 0, len(d.m))
-	for k := range d.m {
-		if h, ok := d.other[k]; ok {
-			out = append(out, h)
-			continue
-		}
-		out = append(out, v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(k[:])})
-	}
-	return out
 }

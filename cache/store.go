@@ -151,8 +151,8 @@ func Open(opts Options) (*Store, error) {
 	s.files = newBlobFiles(opts.OpenBlobs)
 	s.access = newAccessLog(s)
 	s.use.scanned = make(chan struct{})
-	s.startScan()
 	s.graph.loaded, s.graph.patterns = make(chan struct{}), s.pinPatterns
+	s.startScan()
 	s.wg.Add(1)
 	go s.loadLive()
 	if opts.Housekeeping > 0 {

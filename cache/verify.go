@@ -204,8 +204,8 @@ func (v *verifier) checkIndex(txn *badger.Txn, g *graph) error {
 	}
 	v.rep.MissingFiles, v.rep.Unrecorded = len(v.missing), len(v.unrec)
 	for k, n := range g.nodes {
-		if _, ok := v.files[k]; !ok && !v.s.HasBlob(n.h) {
-			v.danglingM = append(v.danglingM, n.h)
+		if h := g.hashOf(k); !has(v.files, k) && !v.s.HasBlob(h) {
+			v.danglingM = append(v.danglingM, h)
 			v.danglingT = append(v.danglingT, n.tags...)
 			continue
 		}
@@ -219,6 +219,11 @@ func (v *verifier) checkIndex(txn *badger.Txn, g *graph) error {
 	}
 	v.rep.DanglingTags = len(v.danglingT)
 	return v.danglingLinks(txn, g)
+}
+
+func has[K comparable, V any](m map[K]V, k K) bool {
+	_, found := m[k]
+	return found
 }
 
 func slicesAny[T any](s []T, f func(T) bool) bool {
