@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -116,5 +117,29 @@ func TestReadinessNamesMembersDown(t *testing.T) {
 	st, why := clusterState(node)
 	if st != health.Degraded || !strings.Contains(why, "http://127.0.0.1:1") {
 		t.Errorf("a member down: %v %q, want degraded naming it", st, why)
+	}
+}
+
+func TestPeersPassThePerClientRequestLimit(t *testing.T) {
+	node, err := cluster.New(cluster.Options{Self: "http://a:1", Peers: []string{"http://a:1"}, Secret: []byte(testClusterSecret)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})
+	limited := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTooManyRequests) })
+	h := unlimitedPeers(node, ok, limited)
+	for _, tc := range []struct {
+		secret string
+		want   int
+	}{{"", http.StatusTooManyRequests}, {"wrong-secret-0123456", http.StatusTooManyRequests}, {testClusterSecret, http.StatusOK}} {
+		req := httptest.NewRequest(http.MethodGet, "/v2/", nil)
+		if tc.secret != "" {
+			req.Header.Set(cluster.SecretHeader, tc.secret)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != tc.want {
+			t.Errorf("secret %q: status %d, want %d", tc.secret, rec.Code, tc.want)
+		}
 	}
 }

@@ -108,10 +108,11 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	log.Info("listening", "addr", ln.Addr().String(), "data", cfg.Data, "max_size", u.Bound, "min_free", u.MinFree,
 		"registries", strings.Join(cfg.RegistryNames(), ","), "offline", cfg.Offline,
 		"tls", tlsConf != nil, "logins", logins != nil)
+	served := limitRequests(h, cfg.Limits.MaxRequestsPerClient)
 	if node != nil {
-		h = node.Handler(h)
+		served = node.Handler(unlimitedPeers(node, h, served))
 	}
-	hs := newHTTPServer(ready.Track(limitRequests(h, cfg.Limits.MaxRequestsPerClient), isProbe), log)
+	hs := newHTTPServer(ready.Track(served, isProbe), log)
 	hs.TLSConfig = tlsConf
 	return serveUntilSignal(ctx, ln, hs, drainer{ready, time.Duration(cfg.ShutdownGrace)}, log)
 }
