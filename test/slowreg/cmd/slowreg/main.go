@@ -5,11 +5,11 @@
 package main
 
 import (
-	"bytes"
 	"crypto/rand"
 	"flag"
 	"fmt"
 	"log"
+	"net"
 	"net/http"
 	"strconv"
 
@@ -50,8 +50,11 @@ func pushRandom(listen, size string) (string, error) {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	layer := static.NewLayer(b, types.DockerLayer)
-	_, port, _ := bytes.Cut([]byte(listen), []byte(":"))
-	repo, err := name.NewRepository("127.0.0.1:"+string(port)+"/test/blob", name.Insecure)
+	_, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", err
+	}
+	repo, err := name.NewRepository(net.JoinHostPort("127.0.0.1", port)+"/test/blob", name.Insecure)
 	if err != nil {
 		return "", err
 	}
