@@ -29,6 +29,11 @@ type Counts struct {
 	// ManifestGets and BlobGets are the GETs clients sent.
 	ManifestGets int64 `json:"manifest_gets"`
 	BlobGets     int64 `json:"blob_gets"`
+	// ManifestGetsFromCache and BlobGetsFromCache are those of them
+	// answered from the cache (hits and stale answers): GETs that did not
+	// go upstream, which is what Docker Hub's pull limit counts.
+	ManifestGetsFromCache int64 `json:"manifest_gets_from_cache"`
+	BlobGetsFromCache     int64 `json:"blob_gets_from_cache"`
 	// UpstreamManifestGets and UpstreamBlobGets are the GETs the mirror sent
 	// upstream (prefetch included); UpstreamHeads its HEADs (revalidations,
 	// which Docker Hub does not count against the pull limit).
@@ -70,6 +75,8 @@ func (c *Counts) add(o Counts) {
 	c.Stale += o.Stale
 	c.ManifestGets += o.ManifestGets
 	c.BlobGets += o.BlobGets
+	c.ManifestGetsFromCache += o.ManifestGetsFromCache
+	c.BlobGetsFromCache += o.BlobGetsFromCache
 	c.UpstreamManifestGets += o.UpstreamManifestGets
 	c.UpstreamBlobGets += o.UpstreamBlobGets
 	c.UpstreamHeads += o.UpstreamHeads
@@ -217,11 +224,15 @@ func (r *Recorder) Answered(a Answer) {
 		c.Stale, c.BytesFromCache = 1, a.Bytes
 	}
 	if a.Method == "GET" {
+		cached := int64(0)
+		if c.Hits+c.Stale > 0 {
+			cached = 1
+		}
 		switch a.Route {
 		case "manifest":
-			c.ManifestGets = 1
+			c.ManifestGets, c.ManifestGetsFromCache = 1, cached
 		case "blob":
-			c.BlobGets = 1
+			c.BlobGets, c.BlobGetsFromCache = 1, cached
 		}
 	}
 	failed := a.Status >= 500 || a.Aborted
@@ -272,6 +283,17 @@ func (r *Recorder) Fetched(n int64) {
 		return
 	}
 	r.record(Counts{BytesFetched: n})
+}
+
+// Totals returns the counts since start: cheaper than a Snapshot, for a
+// metrics scrape.
+func (r *Recorder) Totals() Counts {
+	if r == nil {
+		return Counts{}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.total
 }
 
 // Snapshot returns a copy of everything recorded.

@@ -37,9 +37,13 @@ func TestTotalsAndDerivedFigures(t *testing.T) {
 	r.Answered(Answer{Route: "blob", Method: "GET", Status: 200, Source: "stale", Bytes: 1000})
 	got := r.Snapshot().Total
 	want := Counts{Requests: 6, Hits: 4, Misses: 1, Stale: 1, ManifestGets: 4, BlobGets: 1,
+		ManifestGetsFromCache: 3, BlobGetsFromCache: 1,
 		UpstreamManifestGets: 1, BytesServed: 1400, BytesFromCache: 1300, BytesFetched: 100}
 	if got != want {
 		t.Fatalf("totals\n got %+v\nwant %+v", got, want)
+	}
+	if tot := r.Totals(); tot != want {
+		t.Errorf("Totals() %+v, want the snapshot's %+v", tot, want)
 	}
 	if r := got.HitRatio(); r != 5.0/6 {
 		t.Errorf("hit ratio %v, want 5/6", r)

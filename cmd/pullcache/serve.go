@@ -102,6 +102,9 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if node != nil {
 		ready.Add("cluster", func() (health.State, string) { return clusterState(node) })
 	}
+	if err := reg.Register(newServeCollector(obs.recorder(), store, obs, cfg.RegistryNames())); err != nil {
+		return err
+	}
 	h := routes(srv, route{"/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{})}, route{"/readyz", ready},
 		route{auth.TokenPath, tokens}, route{"/admin/", adminOnListener(cfg, store, mirror, obs, log, logins)}, route{"/ui/", ui})
 	u := store.Usage()
