@@ -1,8 +1,6 @@
 package main
 
 import (
-	"time"
-
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pullcache/pullcache/cache"
@@ -34,7 +32,7 @@ var (
 	minFreeDesc = prometheus.NewDesc("pullcache_disk_min_free_bytes",
 		"Free space fills must leave (min_free, or the index's headroom if larger).", nil, nil)
 	endpointUpDesc = prometheus.NewDesc("pullcache_upstream_endpoint_up",
-		"1 while an upstream endpoint answers, 0 while it is failing (within its cooldown). Registries admitted by an allow pattern share registry=\"allowed\", endpoint=\"allowed\": 0 if any of them fails.",
+		"1 while an upstream endpoint answers, 0 while it is failing (until a request or a probe sees it answer). Registries admitted by an allow pattern share registry=\"allowed\", endpoint=\"allowed\": 0 if any of them fails.",
 		[]string{"registry", "endpoint"}, nil)
 )
 
@@ -44,7 +42,6 @@ type serveCollector struct {
 	store      *cache.Store
 	obs        *observers
 	configured map[string]bool // registries with their own labels
-	now        func() time.Time
 }
 
 func newServeCollector(st *stats.Recorder, store *cache.Store, obs *observers, registries []string) *serveCollector {
@@ -52,7 +49,7 @@ func newServeCollector(st *stats.Recorder, store *cache.Store, obs *observers, r
 	for _, r := range registries {
 		configured[r] = true
 	}
-	return &serveCollector{stats: st, store: store, obs: obs, configured: configured, now: time.Now}
+	return &serveCollector{stats: st, store: store, obs: obs, configured: configured}
 }
 
 func (c *serveCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -70,7 +67,7 @@ func (c *serveCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(diskFreeDesc, prometheus.GaugeValue, float64(st.Free))
 	}
 	ch <- prometheus.MustNewConstMetric(minFreeDesc, prometheus.GaugeValue, float64(st.MinFree))
-	for key, up := range endpointsUp(c.obs.statuses(), c.configured, c.now()) {
+	for key, up := range endpointsUp(c.obs.statuses(), c.configured) {
 		ch <- prometheus.MustNewConstMetric(endpointUpDesc, prometheus.GaugeValue, up, key.registry, key.endpoint)
 	}
 }
@@ -96,13 +93,13 @@ type endpointKey struct{ registry, endpoint string }
 // endpointsUp is 1 or 0 per endpoint of the configured registries; the
 // registries an allow pattern admitted (any number of them) share one
 // series, so the labels stay bounded.
-func endpointsUp(sts []upstream.Status, configured map[string]bool, now time.Time) map[endpointKey]float64 {
+func endpointsUp(sts []upstream.Status, configured map[string]bool) map[endpointKey]float64 {
 	out := map[endpointKey]float64{}
 	allowed := endpointKey{"allowed", "allowed"}
 	for _, st := range sts {
 		for _, ep := range st.Endpoints {
 			up := 1.0
-			if now.Before(ep.DownUntil) {
+			if ep.State == upstream.StateFailing {
 				up = 0
 			}
 			key := endpointKey{st.Registry, ep.Host}

@@ -77,3 +77,31 @@ func TestUpstreamStateNamesFailingEndpoints(t *testing.T) {
 		})
 	}
 }
+
+// TestEndpointsUpLabelsStayBounded: configured registries get a series
+// per endpoint; every registry an allow pattern admitted shares one, down
+// if any of them is.
+func TestEndpointsUpLabelsStayBounded(t *testing.T) {
+	up := upstream.EndpointStatus{Host: "registry-1.docker.io", State: upstream.StateUp}
+	down := upstream.EndpointStatus{Host: "ghcr.io", State: upstream.StateFailing}
+	sts := []upstream.Status{
+		{Registry: "docker.io", Endpoints: []upstream.EndpointStatus{up}},
+		{Registry: "ghcr.io", Endpoints: []upstream.EndpointStatus{down}},
+		{Registry: "a.example.com", Endpoints: []upstream.EndpointStatus{{Host: "a.example.com", State: upstream.StateUp}}},
+		{Registry: "b.example.com", Endpoints: []upstream.EndpointStatus{{Host: "b.example.com", State: upstream.StateFailing}}},
+	}
+	got := endpointsUp(sts, map[string]bool{"docker.io": true, "ghcr.io": true})
+	want := map[endpointKey]float64{
+		{"docker.io", "registry-1.docker.io"}: 1,
+		{"ghcr.io", "ghcr.io"}:                0,
+		{"allowed", "allowed"}:                0,
+	}
+	if len(got) != len(want) {
+		t.Errorf("series %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if g, ok := got[k]; !ok || g != v {
+			t.Errorf("%v = %v (present %v), want %v", k, g, ok, v)
+		}
+	}
+}
