@@ -67,7 +67,8 @@ type Readiness struct {
 	mu     sync.Mutex
 	checks []named
 
-	loading  atomic.Int32 // loaders not done yet (SetLoading)
+	loading  atomic.Int32  // loaders not done yet (SetLoading)
+	loaders  []func() bool // LoadingWhile's, under mu
 	draining atomic.Bool
 	inFlight inFlight
 }
@@ -118,8 +119,24 @@ func (r *Readiness) SetLoading(loading bool) {
 	}
 }
 
+// LoadingWhile makes the process Unready while loading returns true: for
+// a loader that knows its own state (the store reading its index in the
+// background), where SetLoading suits one that is told.
+func (r *Readiness) LoadingWhile(loading func() bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.loaders = append(r.loaders, loading)
+}
+
 func (r *Readiness) loadingCheck() (State, string) {
-	if r.loading.Load() > 0 {
+	r.mu.Lock()
+	loaders := slices.Clone(r.loaders)
+	r.mu.Unlock()
+	busy := r.loading.Load() > 0
+	for _, l := range loaders {
+		busy = busy || l()
+	}
+	if busy {
 		return Unready, "the index is loading"
 	}
 	return OK, ""

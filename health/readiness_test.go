@@ -61,6 +61,8 @@ func TestReadyzAnswersEachState(t *testing.T) {
 		{"nothing to report", func(*Readiness) {}, 200, OK, ""},
 		{"index loading", func(r *Readiness) { r.SetLoading(true) }, 503, Unready, "loading: the index is loading"},
 		{"index loaded", func(r *Readiness) { r.SetLoading(true); r.SetLoading(false) }, 200, OK, ""},
+		{"a loader that knows it is loading", func(r *Readiness) { r.LoadingWhile(func() bool { return true }) }, 503, Unready, "loading: the index is loading"},
+		{"a loader that is done", func(r *Readiness) { r.LoadingWhile(func() bool { return false }) }, 200, OK, ""},
 		{"draining", func(r *Readiness) { r.draining.Store(true) }, 503, Unready, "draining: shutting down"},
 		{"disk full is degraded, still ready", func(r *Readiness) { r.Add("disk", fixed(Degraded, "free 1 MiB below min_free")) }, 200, Degraded, "disk: free 1 MiB"},
 		{"index read-only is degraded", func(r *Readiness) { r.Add("index", fixed(Degraded, "the index is read-only")) }, 200, Degraded, "index: the index is read-only"},

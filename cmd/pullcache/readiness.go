@@ -22,6 +22,9 @@ func newReadiness(store *cache.Store, obs *observers, reg prometheus.Registerer)
 	if err != nil {
 		return nil, err
 	}
+	// The image graph is read in the background at start-up: until it is,
+	// the store cannot answer what it holds.
+	ready.LoadingWhile(store.Loading)
 	ready.Add("index", func() (health.State, string) { return indexState(store.State()) })
 	ready.Add("disk", func() (health.State, string) { return diskState(store.State()) })
 	ready.Add("upstream", func() (health.State, string) { return upstreamState(obs.statuses()) })
