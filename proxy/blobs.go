@@ -41,6 +41,8 @@ func (s *Server) serveBlob(w *recorder, r *http.Request, up Upstream, req Reques
 	defer b.Close()
 	if b.Started() {
 		s.metrics.fills.Inc()
+	} else if !b.Stored() {
+		s.metrics.joins.Inc()
 	}
 	src := fromUpstream
 	if b.Cached() {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/pullcache/pullcache/cache"
 )
@@ -152,6 +153,13 @@ func TestConcurrentColdPullsShareOneUpstreamFetch(t *testing.T) {
 	}
 	if got := up.calls("GET blobs " + d.String()); got != 1 {
 		t.Errorf("upstream GETs of the blob = %d, want 1", got)
+	}
+	// One started the fill; every other joined it while it ran.
+	if got := testutil.ToFloat64(e.srv.metrics.fills); got != 1 {
+		t.Errorf("pullcache_upstream_fills_total = %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(e.srv.metrics.joins); got != n-1 {
+		t.Errorf("pullcache_fill_joins_total = %v, want %d", got, n-1)
 	}
 }
 

@@ -18,6 +18,7 @@ type metrics struct {
 	bytes    *prometheus.CounterVec
 	cache    *prometheus.CounterVec
 	fills    prometheus.Counter
+	joins    prometheus.Counter
 	prefetch *prometheus.CounterVec
 }
 
@@ -41,6 +42,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		fills: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pullcache_upstream_fills_total", Help: "Blob fetches started from an upstream.",
 		}),
+		joins: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pullcache_fill_joins_total", Help: "Blob requests served by a fill already in flight, which another request or a prefetch started.",
+		}),
 		prefetch: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pullcache_prefetch_blobs_total", Help: "Blobs prefetched, by result (ok, failed).",
 		}, []string{"result"}),
@@ -48,7 +52,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.bytes, m.cache, m.fills, m.prefetch} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.bytes, m.cache, m.fills, m.joins, m.prefetch} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

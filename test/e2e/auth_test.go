@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -22,12 +23,50 @@ type secureMirror struct {
 	certDir string // a containers-certs.d(5) directory trusting it
 }
 
-// logRefusal records why a client refused to pull (its last line).
-func logRefusal(t *testing.T, what, out string) {
+// logRefusal checks that a client's failed attempt, begun when pullcache's
+// log stood at from, was refused by pullcache: the last refusal it logged
+// during the attempt (401 UNAUTHORIZED or 403 DENIED) is want, and no
+// manifest was served. A client that failed for any other reason (TLS, a
+// crash, a network error) never reached that answer and fails the test.
+// It logs the client's last line.
+func logRefusal(t *testing.T, p *pullcache, from int, what, want, out string) {
 	t.Helper()
+	var refusal *logRequest
+	// The client may exit before pullcache's log line is read: wait for it.
+	deadline := time.Now().Add(10 * time.Second)
+	for refusal == nil && time.Now().Before(deadline) {
+		for _, r := range pullcacheRequests(p.logs.String()[from:]) {
+			if (r.status == "401" && r.code == "UNAUTHORIZED") || (r.status == "403" && r.code == "DENIED") {
+				refusal = &r
+			}
+			if strings.Contains(r.path, "/manifests/") && strings.HasPrefix(r.status, "2") {
+				t.Errorf("%s: pullcache served %s %s (%s) during the refused attempt", what, r.method, r.path, r.status)
+			}
+		}
+		if refusal == nil {
+			<-time.After(20 * time.Millisecond)
+		}
+	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	t.Logf("%s refused, as it must be: %s", what, lines[len(lines)-1])
+	if refusal == nil {
+		t.Errorf("%s failed without pullcache refusing it (no 401 UNAUTHORIZED or 403 DENIED logged): %s", what, lines[len(lines)-1])
+		return
+	}
+	if got := refusal.status + " " + refusal.code; got != want {
+		t.Errorf("%s: pullcache's last refusal was %s (%s %s), want %s", what, got, refusal.method, refusal.path, want)
+	}
+	t.Logf("%s refused, as it must be (%s %s: %s %s): %s", what, refusal.method, refusal.path, refusal.status, refusal.code, lines[len(lines)-1])
 }
+
+// The refusals logRefusal expects: no or wrong credentials, and a user
+// the access rules do not admit.
+const (
+	unauthorized = "401 UNAUTHORIZED"
+	denied       = "403 DENIED"
+)
+
+// logMark is where pullcache's log stands, for logRefusal.
+func logMark(p *pullcache) int { return len(p.logs.String()) }
 
 // mirrorUsers are the mirror's logins: ci may pull the private ghcr.io
 // repositories, dev only the public registry.
@@ -136,15 +175,17 @@ func podmanLoginPull(ctx context.Context, t *testing.T, m *secureMirror, public,
 	}
 	privRef, pubRef := m.addr+"/ghcr.io/"+sharedRef, m.addr+"/"+sharedRef
 
+	from := logMark(m.pullcache)
 	if out, err := pull(privRef); err == nil {
 		t.Fatalf("anonymous podman pull of the private image succeeded:\n%s", out)
 	} else {
-		logRefusal(t, "anonymous podman pull", out)
+		logRefusal(t, m.pullcache, from, "anonymous podman pull", unauthorized, out)
 	}
+	from = logMark(m.pullcache)
 	if _, out, err := runErr(ctx, t, env, "podman", podman("login", "--cert-dir", m.certDir, "-u", "ci", "-p", "not-the-password", m.addr)...); err == nil {
 		t.Fatalf("podman login with a wrong password succeeded:\n%s", out)
 	} else {
-		logRefusal(t, "podman login with a wrong password", out)
+		logRefusal(t, m.pullcache, from, "podman login with a wrong password", unauthorized, out)
 	}
 	run(ctx, t, env, "podman", podman("login", "--cert-dir", m.certDir, "-u", "ci", "-p", mirrorUsers["ci"], m.addr)...)
 	if out, err := pull(privRef); err != nil {
@@ -187,10 +228,12 @@ func skopeoCredsCopy(ctx context.Context, t *testing.T, m *secureMirror, public,
 		"wrong password": {"ci:not-the-password"},
 		"not admitted":   {"dev:" + mirrorUsers["dev"]},
 	} {
+		refusals := map[string]string{"anonymous": unauthorized, "wrong password": unauthorized, "not admitted": denied}
+		from := logMark(m.pullcache)
 		if out, err := copyTo("refused", privRef, creds...); err == nil {
 			t.Errorf("skopeo copy of the private image, %s, succeeded:\n%s", name, out)
 		} else {
-			logRefusal(t, "skopeo copy, "+name, out)
+			logRefusal(t, m.pullcache, from, "skopeo copy, "+name, refusals[name], out)
 		}
 	}
 	if out, err := copyTo("out", privRef, "ci:"+mirrorUsers["ci"]); err != nil {
@@ -214,10 +257,11 @@ func craneAuthLogin(ctx context.Context, t *testing.T, m *secureMirror, public, 
 	// crane trusts the system pool; SSL_CERT_FILE replaces it with the CA.
 	env := []string{"HOME=" + dir, "DOCKER_CONFIG=" + filepath.Join(dir, ".docker"), "SSL_CERT_FILE=" + m.caFile}
 	privRef := m.addr + "/ghcr.io/" + sharedRef
+	from := logMark(m.pullcache)
 	if _, out, err := runErr(ctx, t, env, "crane", "digest", privRef); err == nil {
 		t.Fatalf("anonymous crane digest of the private image succeeded:\n%s", out)
 	} else {
-		logRefusal(t, "anonymous crane digest", out)
+		logRefusal(t, m.pullcache, from, "anonymous crane digest", unauthorized, out)
 	}
 	run(ctx, t, env, "crane", "auth", "login", m.addr, "-u", "ci", "-p", mirrorUsers["ci"])
 	if got := strings.TrimSpace(run(ctx, t, env, "crane", "digest", privRef)); got != private {
@@ -229,8 +273,11 @@ func craneAuthLogin(ctx context.Context, t *testing.T, m *secureMirror, public, 
 		t.Errorf("crane pulled %s, want %s", got, private)
 	}
 	run(ctx, t, env, "crane", "auth", "logout", m.addr)
+	from = logMark(m.pullcache)
 	if _, out, err := runErr(ctx, t, env, "crane", "digest", privRef); err == nil {
 		t.Errorf("crane digest of the private image after logout succeeded:\n%s", out)
+	} else {
+		logRefusal(t, m.pullcache, from, "crane digest after logout", unauthorized, out)
 	}
 	if got := strings.TrimSpace(run(ctx, t, env, "crane", "digest", m.addr+"/"+sharedRef)); got != public {
 		t.Errorf("anonymous crane digest of the public image: %s, want %s", got, public)
@@ -249,15 +296,17 @@ func ctrUserPull(ctx context.Context, t *testing.T, m *secureMirror, public, pri
 `, reg, m.addr, m.caFile))
 	}
 	privRef := "ghcr.io/" + sharedRef
+	from := logMark(m.pullcache)
 	if _, out, err := runErr(ctx, t, nil, "ctr", "--address", d.sock, "images", "pull", "--hosts-dir", hostsDir, privRef); err == nil {
 		t.Fatalf("anonymous ctr pull of the private image succeeded:\n%s", out)
 	} else {
-		logRefusal(t, "anonymous ctr pull", out)
+		logRefusal(t, m.pullcache, from, "anonymous ctr pull", unauthorized, out)
 	}
+	from = logMark(m.pullcache)
 	if _, out, err := runErr(ctx, t, nil, "ctr", "--address", d.sock, "images", "pull", "--hosts-dir", hostsDir, "--user", "dev:"+mirrorUsers["dev"], privRef); err == nil {
 		t.Fatalf("ctr pull of the private image as dev succeeded:\n%s", out)
 	} else {
-		logRefusal(t, "ctr pull as dev", out)
+		logRefusal(t, m.pullcache, from, "ctr pull as dev", denied, out)
 	}
 	d.ctr(ctx, t, "images", "pull", "--hosts-dir", hostsDir, "--user", "ci:"+mirrorUsers["ci"], privRef)
 	if _, got := d.imageTarget(ctx, t, privRef); got != private {

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -36,7 +37,8 @@ func TestOCIConformancePull(t *testing.T) {
 	upstream := startReferenceRegistry(t)
 	srv := startPullcache(t, t.TempDir(), map[string]string{"docker.io": "http://" + upstream},
 		"--tag-ttl", "0", "--negative-ttl", "0")
-	split := httptest.NewServer(splitter(t, "http://"+upstream, "http://"+srv.addr))
+	var reads atomic.Int64
+	split := httptest.NewServer(splitter(t, "http://"+upstream, "http://"+srv.addr, &reads))
 	t.Cleanup(split.Close)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -68,13 +70,52 @@ func TestOCIConformancePull(t *testing.T) {
 	if !strings.Contains(string(out), "OCI Conformance Result: Pass") {
 		t.Fatalf("the conformance suite does not report a pass:\n%s", out)
 	}
+	checkServedReads(t, srv, reads.Load())
 }
 
-// splitter sends reads (GET, HEAD) to mirror and everything else, and any
+// checkServedReads: pullcache answered every read the splitter sent it
+// (its log has one request line each), and served manifests, blobs and tag
+// lists of the suite's repositories with success: the suite's pass is
+// pullcache's, not the upstream's.
+func checkServedReads(t *testing.T, srv *pullcache, sent int64) {
+	t.Helper()
+	var reqs []logRequest
+	// The last lines may still be on their way from pullcache's stderr.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		reqs = pullcacheRequests(srv.logs.String())
+		if int64(len(reqs)) >= sent || !time.Now().Before(deadline) {
+			break
+		}
+		<-time.After(20 * time.Millisecond)
+	}
+	if int64(len(reqs)) != sent {
+		t.Errorf("the splitter sent pullcache %d reads; its log has %d requests", sent, len(reqs))
+	}
+	served := map[string]int{}
+	for _, r := range reqs {
+		if !strings.HasPrefix(r.path, "/v2/conformance/") || !strings.HasPrefix(r.status, "2") {
+			continue
+		}
+		for _, kind := range []string{"/manifests/", "/blobs/", "/tags/list"} {
+			if strings.Contains(r.path, kind) {
+				served[kind]++
+			}
+		}
+	}
+	for _, kind := range []string{"/manifests/", "/blobs/", "/tags/list"} {
+		if served[kind] == 0 {
+			t.Errorf("pullcache served no %s read of the suite's repositories with success (%v)", kind, served)
+		}
+	}
+	t.Logf("pullcache answered all %d reads; served with success: %v", sent, served)
+}
+
+// splitter sends reads (GET, HEAD) to mirror, counting them in reads, and everything else, and any
 // request on an upload session, to upstream. The upstream builds upload
 // Locations from the Host it is sent, the splitter's own, so the suite
 // keeps talking to the splitter.
-func splitter(t *testing.T, upstream, mirror string) http.Handler {
+func splitter(t *testing.T, upstream, mirror string, reads *atomic.Int64) http.Handler {
 	t.Helper()
 	up, err := url.Parse(upstream)
 	if err != nil {
@@ -91,6 +132,7 @@ func splitter(t *testing.T, upstream, mirror string) http.Handler {
 			toUpstream.ServeHTTP(w, r)
 			return
 		}
+		reads.Add(1)
 		toMirror.ServeHTTP(w, r)
 	})
 }

@@ -233,9 +233,10 @@ func blobsOf(t *testing.T, img v1.Image) []string {
 	return out
 }
 
-// logRequest is one request line of pullcache's log.
+// logRequest is one request line of pullcache's log; code is the OCI error
+// code an error answer carried (its err attribute starts with it).
 type logRequest struct {
-	method, path, status, route, registry, cache string
+	method, path, status, route, registry, cache, code string
 }
 
 // pullcacheRequests reads the request lines of a pullcache log (slog text:
@@ -265,6 +266,8 @@ func pullcacheRequests(logs string) []logRequest {
 				r.registry = v
 			case "cache":
 				r.cache = v
+			case "err":
+				r.code, _, _ = strings.Cut(strings.TrimPrefix(v, `"`), ":")
 			}
 		}
 		out = append(out, r)

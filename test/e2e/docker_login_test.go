@@ -45,18 +45,19 @@ func TestDockerLoginToTLSMirror(t *testing.T) {
 	d := startDockerd(ctx, t, dockerdOptions{})
 	private := m.addr + "/ghcr.io/" + imgs.app.ref
 
-	refused := func(what string, args ...string) {
+	refused := func(what, want string, args ...string) {
 		t.Helper()
+		from := logMark(m.pullcache)
 		if _, out, err := d.dockerErr(ctx, t, args...); err == nil {
 			t.Errorf("%s succeeded:\n%s", what, out)
 		} else {
-			logRefusal(t, what, out)
+			logRefusal(t, m.pullcache, from, what, want, out)
 		}
 	}
-	refused("anonymous docker pull of the private image", "pull", private)
-	refused("docker login with a wrong password", "login", "-u", "ci", "-p", "not-the-password", m.addr)
+	refused("anonymous docker pull of the private image", unauthorized, "pull", private)
+	refused("docker login with a wrong password", unauthorized, "login", "-u", "ci", "-p", "not-the-password", m.addr)
 	d.docker(ctx, t, "login", "-u", "dev", "-p", mirrorUsers["dev"], m.addr)
-	refused("docker pull of the private image as dev", "pull", private)
+	refused("docker pull of the private image as dev", denied, "pull", private)
 	out := d.docker(ctx, t, "login", "-u", "ci", "-p", mirrorUsers["ci"], m.addr)
 	if !strings.Contains(out, "Login Succeeded") {
 		t.Errorf("docker login as ci: %q", out)
