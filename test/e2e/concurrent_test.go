@@ -3,7 +3,10 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -47,7 +50,9 @@ func TestConcurrentColdPullsFetchEachBlobOnce(t *testing.T) {
 	// 64 KiB per 5 ms: each 5 MB layer takes about half a second to arrive,
 	// so all six pulls ask for it while pullcache is still fetching it.
 	up.setThrottle(&throttle{chunk: 64 << 10, tick: 5 * time.Millisecond})
-	srv := startPullcache(t, t.TempDir(), map[string]string{"docker.io": up.url()})
+	// No prefetch: a blob request then joins only a fill another pull's
+	// request started, so a join proves two pulls overlapped.
+	srv := startPullcache(t, t.TempDir(), map[string]string{"docker.io": up.url()}, "--prefetch=false")
 
 	// Plain goroutines rather than parallel subtests: -parallel (GOMAXPROCS
 	// by default) would cap how many run at once.
@@ -98,4 +103,36 @@ func TestConcurrentColdPullsFetchEachBlobOnce(t *testing.T) {
 	if t.Failed() {
 		t.Logf("upstream blob GETs by digest:\n%s", formatCounts(gets))
 	}
+	// One GET per blob proves nothing if the pulls ran one after another:
+	// some request must have joined a fill another one started.
+	joins := metricValue(t, srv.addr, "pullcache_fill_joins_total")
+	if joins < 1 {
+		t.Errorf("pullcache_fill_joins_total = %v: no pull joined a fill in flight, the pulls did not overlap", joins)
+	}
+	t.Logf("blob requests that joined a fill in flight: %v", joins)
+}
+
+// metricValue reads an unlabelled metric from pullcache's /metrics.
+func metricValue(t *testing.T, addr, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("/metrics has no %s", name)
+	return 0
 }
