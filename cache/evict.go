@@ -2,7 +2,6 @@ package cache
 
 import (
 	"bytes"
-	"cmp"
 	"errors"
 	"slices"
 	"strings"
@@ -14,9 +13,10 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
-// Eviction works on images, least recently used first, and is mark and
-// sweep: a pass reads every manifest (the mark: which digests each image
-// reaches), removes the references of the images it evicts (their
+// Eviction works on images, in the order its policy gives
+// (eviction.order, in eviction.go: least recently used first), and is mark
+// and sweep: a pass marks on the graph in memory which digests each image
+// reaches, removes the references of the images it evicts (their
 // manifest records, tags, access times) and only then deletes the blobs
 // that no remaining manifest references. A blob with a fill in flight is
 // never deleted; a blob a reader has open is unlinked, and the reader
@@ -105,12 +105,12 @@ func (g *refGuard) referenced(k dkey) bool {
 // takes out of the graph what it deleted from the index.
 func (s *Store) evict(req evictRequest) (GCReport, error) {
 	<-s.graph.loaded // a pass's time is its own, not the start-up's
-	s.passMu.Lock()
-	defer s.passMu.Unlock()
+	s.eviction.mu.Lock()
+	defer s.eviction.mu.Unlock()
 	start := time.Now()
 	s.access.flush()
-	s.guard.begin()
-	defer s.guard.end()
+	s.eviction.guard.begin()
+	defer s.eviction.guard.end()
 	p := &pass{s: s, dead: map[dkey]v1.Hash{}, rep: GCReport{DryRun: req.dryRun}}
 	err := s.graph.use(func(g *graph) error {
 		p.g = g
@@ -168,7 +168,7 @@ func (p *pass) choose(req evictRequest) {
 	if req.targets != nil {
 		cands = req.targets(g)
 	} else if req.need > 0 {
-		cands = g.byLastUse()
+		cands = p.s.eviction.order(g)
 	}
 	p.rep.Pinned = g.pinnedBytes(g.alloc)
 	p.rep.PinnedOverBound = p.s.exceedsBound(p.rep.Pinned)
@@ -194,32 +194,6 @@ func (p *pass) evictOne(root *mnode) {
 	p.evicted = append(p.evicted, root)
 	p.rep.Evicted++
 	p.rep.Images = append(p.rep.Images, p.g.names(root)...)
-}
-
-// byLastUse is the unpinned images, least recently used first (ties by
-// digest, so a pass is deterministic).
-func (g *graph) byLastUse() []*mnode {
-	type cand struct {
-		n    *mnode
-		last int64
-	}
-	cs := make([]cand, 0, len(g.roots))
-	for _, r := range g.roots {
-		if !g.pinned(r) {
-			cs = append(cs, cand{r, g.lastUsed(r)})
-		}
-	}
-	slices.SortFunc(cs, func(a, b cand) int {
-		if c := cmp.Compare(a.last, b.last); c != 0 {
-			return c
-		}
-		return g.compareKeys(a.n.k, b.n.k)
-	})
-	out := make([]*mnode, len(cs))
-	for i, c := range cs {
-		out[i] = c.n
-	}
-	return out
 }
 
 // compareKeys orders keys as their digests' strings sort; a sha256 key's
@@ -269,7 +243,7 @@ func (p *pass) plan() {
 	p.planRecords()
 	for _, set := range []map[dkey]v1.Hash{p.dead, p.orphans} {
 		for k, h := range set {
-			if p.s.guard.referenced(k) || p.s.fillInFlight(h) {
+			if p.s.eviction.guard.referenced(k) || p.s.fillInFlight(h) {
 				continue
 			}
 			p.doomed = append(p.doomed, h)
@@ -369,7 +343,7 @@ func (p *pass) planRecords() {
 	}
 	for k, h := range p.dead {
 		n := p.g.nodes[k]
-		if n == nil || p.s.guard.referenced(k) {
+		if n == nil || p.s.eviction.guard.referenced(k) {
 			continue
 		}
 		p.planTags(n)
@@ -495,7 +469,7 @@ func (s *Store) report(rep GCReport, took time.Duration) {
 	if rep.DryRun {
 		return
 	}
-	s.totals.add(rep)
+	s.eviction.totals.add(rep)
 	s.metrics.passes.Inc()
 	s.metrics.evictions.Add(float64(rep.Evicted))
 	s.metrics.freed.Add(float64(rep.Freed))
@@ -521,9 +495,9 @@ func (s *Store) notePinned(pinned int64, overBound bool) {
 // minutes: loud, not a flood.
 func (s *Store) warnPinned() bool {
 	now := time.Now()
-	if last := s.pinnedWarned.Load(); last != 0 && now.Sub(time.Unix(0, last)) < 10*time.Minute {
+	if last := s.eviction.pinnedWarned.Load(); last != 0 && now.Sub(time.Unix(0, last)) < 10*time.Minute {
 		return false
 	}
-	s.pinnedWarned.Store(now.UnixNano())
+	s.eviction.pinnedWarned.Store(now.UnixNano())
 	return true
 }

@@ -266,7 +266,7 @@ func (s *Store) housekeep() {
 		s.metrics.observe(u, s.gate.readOnly.Load())
 		sweep := time.Since(lastSweep) >= s.opts.SweepEvery
 		need := s.overBound()
-		if need > 0 && !sweep && s.futile.skip(s.use.blobs.Load()) {
+		if need > 0 && !sweep && s.eviction.futile.skip(s.use.blobs.Load()) {
 			continue
 		}
 		if need > 0 || sweep {
@@ -274,7 +274,7 @@ func (s *Store) housekeep() {
 			if err != nil {
 				s.log.Warn("eviction pass failed", "err", err)
 			}
-			s.futile.record(need > 0 && rep.Freed == 0, s.use.blobs.Load())
+			s.eviction.futile.record(need > 0 && rep.Freed == 0, s.use.blobs.Load())
 			if sweep {
 				lastSweep = time.Now()
 			}

@@ -34,9 +34,9 @@ const maxHeldTags = 4096
 // the tag is served now, and written when the index is writable again.
 func (s *Store) AdoptTag(r Repo, tag string, m *Manifest, at time.Time) error {
 	t := Tag{Digest: m.Digest, Confirmed: at}
-	s.guard.phase.RLock()
-	defer s.guard.phase.RUnlock()
-	s.guard.note(m)
+	s.eviction.guard.phase.RLock()
+	defer s.eviction.guard.phase.RUnlock()
+	s.eviction.guard.note(m)
 	err := s.update(func(txn *badger.Txn) error {
 		for _, k := range adoptedLinks(r, m) {
 			if err := txn.Set(k, nil); err != nil {

@@ -85,9 +85,9 @@ func (s *Store) ImportImage(repo Repo, tags []string, manifests []*Manifest, at 
 			}
 		}
 	}
-	s.guard.phase.RLock()
-	defer s.guard.phase.RUnlock()
-	s.guard.note(manifests...)
+	s.eviction.guard.phase.RLock()
+	defer s.eviction.guard.phase.RUnlock()
+	s.eviction.guard.note(manifests...)
 	var unpinned map[dkey]v1.Hash
 	err := s.update(func(txn *badger.Txn) error {
 		for _, m := range manifests {

@@ -127,9 +127,9 @@ func (s *Store) PutManifest(r Repo, m *Manifest, tag string, confirmed time.Time
 		return err
 	}
 	// An eviction pass running now must not delete what m references.
-	s.guard.phase.RLock()
-	defer s.guard.phase.RUnlock()
-	s.guard.note(m)
+	s.eviction.guard.phase.RLock()
+	defer s.eviction.guard.phase.RUnlock()
+	s.eviction.guard.note(m)
 	err := s.update(func(txn *badger.Txn) error {
 		if err := setJSON(txn, manifestKey(m.Digest), m.record()); err != nil {
 			return err

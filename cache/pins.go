@@ -126,7 +126,7 @@ func (s *Store) Unpin(pattern string) error {
 	if err == nil && !found {
 		return fmt.Errorf("%w: %s", ErrNotPinned, pattern)
 	}
-	s.futile.record(false, 0) // there may be something to evict now
+	s.eviction.futile.record(false, 0) // there may be something to evict now
 	return err
 }
 

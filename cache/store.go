@@ -96,19 +96,16 @@ type Store struct {
 	use     usage
 	gate    indexGate
 	held    heldTags
-	guard   refGuard
-	passMu  sync.Mutex // one eviction pass at a time
-	futile  futilePass // the last pass that could free nothing
-	// pinnedWarned is when pins over the bound were last logged.
-	pinnedWarned atomic.Int64
-	totals       evictionTotals
-	metrics      *storeMetrics
-	now          func() time.Time
-	stop         chan struct{}
-	kick         chan struct{}
-	wg           sync.WaitGroup
-	closed       sync.Once
-	cerr         error
+	// eviction is the one eviction of the store: its passes, and their
+	// policy (eviction.order).
+	eviction eviction
+	metrics  *storeMetrics
+	now      func() time.Time
+	stop     chan struct{}
+	kick     chan struct{}
+	wg       sync.WaitGroup
+	closed   sync.Once
+	cerr     error
 
 	// graph is the image graph in memory; graphReads counts its reads
 	// from the index (one at start-up; verify reads its own).

@@ -23,5 +23,5 @@ func (t *evictionTotals) add(rep GCReport) {
 
 // EvictionTotals reports what eviction freed since the store was opened.
 func (s *Store) EvictionTotals() EvictionTotals {
-	return EvictionTotals{Passes: s.totals.passes.Load(), Images: s.totals.images.Load(), Freed: s.totals.freed.Load()}
+	return EvictionTotals{Passes: s.eviction.totals.passes.Load(), Images: s.eviction.totals.images.Load(), Freed: s.eviction.totals.freed.Load()}
 }

@@ -246,14 +246,14 @@ func (s *Store) reserve(n int64) (*reservation, error) {
 	<-s.use.scanned
 	s.use.admit.Lock()
 	defer s.use.admit.Unlock()
-	if short := s.shortfall(n); short > 0 && !s.futile.skip(s.use.blobs.Load()) {
+	if short := s.shortfall(n); short > 0 && !s.eviction.futile.skip(s.use.blobs.Load()) {
 		// A pass that just found nothing to evict is not repeated for
 		// every cold request until the cache changed.
 		rep, err := s.evict(evictRequest{need: short + s.lowWaterSlack()})
 		if err != nil {
 			s.log.Warn("eviction to make room failed", "err", err)
 		}
-		s.futile.record(rep.Freed == 0, s.use.blobs.Load())
+		s.eviction.futile.record(rep.Freed == 0, s.use.blobs.Load())
 		if short := s.shortfall(n); short > 0 {
 			s.metrics.refused.Inc()
 			return nil, fmt.Errorf("%w: %d more bytes needed and nothing more can be evicted (pinned or in use)", ErrNoSpace, short)

@@ -89,9 +89,9 @@ func (s *Store) Verify(opts VerifyOptions) (VerifyReport, error) {
 	if opts.Repair {
 		// Not during a pass: a pass deletes the records it read without
 		// reading them again.
-		s.passMu.Lock()
+		s.eviction.mu.Lock()
 		err := v.repair()
-		s.passMu.Unlock()
+		s.eviction.mu.Unlock()
 		if err != nil {
 			return v.rep, err
 		}
