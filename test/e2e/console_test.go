@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -17,6 +18,8 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/pullcache/pullcache/archive/archivetest"
 )
@@ -53,8 +56,8 @@ type browser struct {
 
 	mu sync.Mutex
 	// elsewhere are the requests the pages made to anywhere but the
-	// mirror, and the loads the browser blocked (an air-gapped site has
-	// nothing else to fetch from).
+	// mirror, the loads the browser blocked (an air-gapped site has
+	// nothing else to fetch from) and the pages answered with an error.
 	elsewhere []string
 }
 
@@ -66,6 +69,12 @@ func (b *browser) watch(ev any) {
 	case *network.EventRequestWillBeSent:
 		if u := e.Request.URL; !strings.HasPrefix(u, b.url+"/") && !strings.HasPrefix(u, "data:") && u != "about:blank" {
 			bad = e.Request.Method + " " + u
+		}
+	case *network.EventResponseReceived:
+		// A page that answers an error still renders something to wait
+		// for; its status says it failed.
+		if e.Type == network.ResourceTypeDocument && e.Response.Status >= 400 {
+			bad = fmt.Sprintf("page %s answered %d", e.Response.URL, e.Response.Status)
 		}
 	case *network.EventLoadingFailed:
 		if e.BlockedReason != "" {
@@ -290,9 +299,7 @@ func TestConsoleInABrowser(t *testing.T) {
 		}
 		cmd[4] = filepath.Join(uploads, cmd[4])
 		run(ctx, t, []string{"HOME=" + uploads, "DOCKER_CONFIG=" + filepath.Join(uploads, ".docker")}, cmd[0], cmd[1:]...)
-		if fi, err := os.Stat(cmd[4]); err != nil || fi.Size() == 0 {
-			t.Errorf("crane wrote no image: %v", err)
-		}
+		checkPulledLayers(t, cmd[4], saved.Layers)
 	})
 
 	t.Run("save by image ID", func(t *testing.T) {
@@ -326,6 +333,7 @@ func TestConsoleInABrowser(t *testing.T) {
 		for _, im := range fx.images[1:] {
 			images = append(images, im.ref())
 		}
+		_, mark := up.requestsSince(0)
 		b.run("warm",
 			chromedp.Navigate(base+"/ui/warm"),
 			chromedp.WaitVisible(chromedp.ID("images")),
@@ -338,9 +346,12 @@ func TestConsoleInABrowser(t *testing.T) {
 			t.Errorf("summary %q, want %q", got, want)
 		}
 		b.screenshot("warm")
+		// Only the warm asked the upstream anything since mark.
+		during, _ := up.requestsSince(mark)
 		for _, im := range fx.images[1:] {
-			if n := up.count("GET", "manifest"); n == 0 {
-				t.Errorf("%s: the warm fetched no manifest", im.ref())
+			prefix := "GET /v2/library/" + im.name + "/manifests/"
+			if !slices.ContainsFunc(during, func(r string) bool { return strings.HasPrefix(r, prefix) }) {
+				t.Errorf("%s: the warm fetched no manifest of it from the upstream; it asked: %q", im.ref(), during)
 			}
 		}
 	})
@@ -442,6 +453,51 @@ func TestConsoleInABrowser(t *testing.T) {
 
 	// Every page above loaded with nothing from anywhere but the mirror.
 	if got := b.fromElsewhere(); len(got) > 0 {
-		t.Errorf("the pages asked for %d things from elsewhere or had loads blocked: %v", len(got), got)
+		t.Errorf("the pages asked for %d things from elsewhere, had loads blocked or answered an error: %v", len(got), got)
+	}
+}
+
+// checkPulledLayers: the image tarball a client pulled holds exactly the
+// uploaded layers, by their digests (the layers are uncompressed tars,
+// so each one's sha256 is its diff ID), read with go-containerregistry.
+func checkPulledLayers(t *testing.T, file string, layers [][]byte) {
+	t.Helper()
+	img, err := tarball.ImageFromPath(file, nil)
+	if err != nil {
+		t.Fatalf("the pulled image %s: %v", file, err)
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []v1.Hash
+	for _, l := range layers {
+		h, _, err := v1.SHA256(bytes.NewReader(l))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, h)
+	}
+	if !slices.Equal(cfg.RootFS.DiffIDs, want) {
+		t.Errorf("pulled layers %v, want the uploaded %v", cfg.RootFS.DiffIDs, want)
+	}
+	got, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, l := range got {
+		d, err := l.DiffID()
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc, err := l.Uncompressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, _, err := v1.SHA256(rc)
+		rc.Close()
+		if err != nil || h != d {
+			t.Errorf("layer %d of the pulled file hashes to %s, its diff ID is %s (%v)", i, h, d, err)
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -189,6 +190,14 @@ func (u *upstream) requestLog() []string {
 }
 
 // reset forgets all counts, so pushes made while setting up are not counted.
+// requestsSince returns the requests that arrived after the first n, and
+// how many arrived in all (the n of a later call).
+func (u *upstream) requestsSince(n int) ([]string, int) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return slices.Clone(u.requests[min(n, len(u.requests)):]), len(u.requests)
+}
+
 func (u *upstream) reset() {
 	u.mu.Lock()
 	defer u.mu.Unlock()
