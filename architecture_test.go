@@ -23,7 +23,7 @@ const module = "github.com/pullcache/pullcache"
 // package missing here fails the test, so a new one is a decision, not an
 // accident.
 var allowed = map[string][]string{
-	"cmd/pullcache": {"config", "proxy", "cache", "upstream", "admin", "archive", "stats", "console", "auth", "cluster", "health"},
+	"cmd/pullcache": {"config", "proxy", "cache", "upstream", "admin", "archive", "stats", "console", "auth", "cluster", "health", "cache/blobs/s3", "sharedstore"},
 	"proxy":         {"cache", "upstream", "stats", "auth"},
 	"stats":         {},
 	"auth":          {},
@@ -41,6 +41,9 @@ var allowed = map[string][]string{
 	"cache/blobs/s3":        {"cache/blobs"},
 	"cluster":               {"upstream"},
 	"health":                {},
+	// The shared bucket's upstream decorators, layered by cmd like
+	// cluster's: neither proxy nor the cache's store.
+	"sharedstore": {"cache/blobs", "cache/blobs/s3", "upstream"},
 }
 
 func TestDependenciesFlowOneWay(t *testing.T) {

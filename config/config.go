@@ -121,6 +121,8 @@ type Config struct {
 	Log Log `yaml:"log"`
 	// Cluster makes this server a member of a cluster. Default: none.
 	Cluster Cluster `yaml:"cluster"`
+	// Storage adds a shared tier of blobs and manifests. Default: none.
+	Storage Storage `yaml:"storage"`
 }
 
 // Registry is one upstream registry.
@@ -316,7 +318,7 @@ func (c Config) Validate() error {
 	for _, p := range c.Pin {
 		errs = append(errs, validPin(p))
 	}
-	errs = append(errs, validLog(c.Log), c.validateSecurity(), c.Cluster.validate())
+	errs = append(errs, validLog(c.Log), c.validateSecurity(), c.Cluster.validate(), c.Storage.S3.validate())
 	return errors.Join(errs...)
 }
 

@@ -88,6 +88,17 @@ var settings = []setting{
 	{"cluster-peers", "PULLCACHE_CLUSTER_PEERS", "the cluster's members' URLs, comma-separated, self included", func(c *Config, v string) error { c.Cluster.Peers = splitList(v); return nil }, false},
 	{"cluster-peers-dns", "PULLCACHE_CLUSTER_PEERS_DNS", "a DNS name (A/AAAA, or SRV when it starts with _) re-resolved every few seconds to the cluster's members", func(c *Config, v string) error { c.Cluster.PeersDNS = v; return nil }, false},
 	{"cluster-secret-file", "PULLCACHE_CLUSTER_SECRET_FILE", "file holding the secret the cluster's members share (at least 16 characters)", func(c *Config, v string) error { c.Cluster.SecretFile = v; return nil }, false},
+	{"s3-endpoint", "PULLCACHE_S3_ENDPOINT", "URL of the S3-compatible server of the shared bucket (default: AWS's for the region)", func(c *Config, v string) error { c.Storage.S3.Endpoint = v; return nil }, false},
+	{"s3-bucket", "PULLCACHE_S3_BUCKET", "bucket shared by the caches: blobs and manifests one fetched, the others serve (default: none)", func(c *Config, v string) error { c.Storage.S3.Bucket = v; return nil }, false},
+	{"s3-region", "PULLCACHE_S3_REGION", "region that signs the bucket's requests (default us-east-1)", func(c *Config, v string) error { c.Storage.S3.Region = v; return nil }, false},
+	{"s3-prefix", "PULLCACHE_S3_PREFIX", "prefix of every key in the bucket (default none)", func(c *Config, v string) error { c.Storage.S3.Prefix = v; return nil }, false},
+	{"s3-path-style", "PULLCACHE_S3_PATH_STYLE", "address the bucket as ENDPOINT/BUCKET, as most S3-compatible servers want (default false)", func(c *Config, v string) error {
+		b, err := parseBool(v)
+		c.Storage.S3.PathStyle = b
+		return err
+	}, true},
+	{"s3-ca-file", "PULLCACHE_S3_CA_FILE", "PEM CAs trusted for the bucket's server besides the system's", func(c *Config, v string) error { c.Storage.S3.CAFile = v; return nil }, false},
+	{"s3-credentials-file", "PULLCACHE_S3_CREDENTIALS_FILE", "AWS shared credentials file for the bucket (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY take precedence)", func(c *Config, v string) error { c.Storage.S3.CredentialsFile = v; return nil }, false},
 	{"log-level", "PULLCACHE_LOG_LEVEL", "debug, info, warn or error (default info)", func(c *Config, v string) error { c.Log.Level = v; return nil }, false},
 	{"log-format", "PULLCACHE_LOG_FORMAT", "text or json (default text)", func(c *Config, v string) error { c.Log.Format = v; return nil }, false},
 }

@@ -197,9 +197,9 @@ func printCluster(w io.Writer, view cluster.Status, each map[string]cluster.Stat
 	tw.Flush()
 }
 
-// wrapAllowed makes the clients built for allowed registries ask the
-// owners first, as the configured ones do.
-func wrapAllowed(node *cluster.Node, allow func(string) (proxy.Upstream, bool)) func(string) (proxy.Upstream, bool) {
+// wrapAllowed layers the clients built for allowed registries as the
+// configured ones are (owners, shared bucket).
+func wrapAllowed(wrap func(string, proxy.Upstream) proxy.Upstream, allow func(string) (proxy.Upstream, bool)) func(string) (proxy.Upstream, bool) {
 	if allow == nil {
 		return nil
 	}
@@ -208,7 +208,7 @@ func wrapAllowed(node *cluster.Node, allow func(string) (proxy.Upstream, bool)) 
 		if !ok {
 			return nil, false
 		}
-		return node.Wrap(name, up), true
+		return wrap(name, up), true
 	}
 }
 

@@ -196,12 +196,18 @@ func newProxyIn(cfg config.Config, store *cache.Store, log *slog.Logger, reg pro
 	}
 	obs.watch(ups)
 	allow := obs.watchAllowed(allowUpstream(cfg, log, health))
+	shared, err := newSharedStore(cfg.Storage.S3, log, reg)
+	if err != nil {
+		return nil, fmt.Errorf("storage.s3: %w", err)
+	}
+	if wrap := decorator(node, shared); wrap != nil {
+		for name, up := range ups {
+			ups[name] = wrap(name, up)
+		}
+		allow = wrapAllowed(wrap, allow)
+	}
 	var trusted func(*http.Request) bool
 	if node != nil {
-		for name, up := range ups {
-			ups[name] = node.Wrap(name, up)
-		}
-		allow = wrapAllowed(node, allow)
 		trusted = node.Trusted
 	}
 	var platforms []v1.Platform
