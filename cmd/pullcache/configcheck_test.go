@@ -1,7 +1,6 @@
 package main
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,13 +10,7 @@ import (
 // exits 1 with the key named; mistakes on the command line exit 2.
 func TestConfigCheck(t *testing.T) {
 	dir := t.TempDir()
-	write := func(name, content string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := func(name, content string) string { return writeIn(t, dir, name, content) }
 	good := write("good.yml", "listen: \":5000\"\ndata: /data\nshutdown_grace: 8s\nregistries:\n  docker.io: {}\n  ghcr.io: {username: bot, password_env: GHCR_TOKEN}\n")
 	tests := []struct {
 		name     string
@@ -56,10 +49,7 @@ func TestConfigCheck(t *testing.T) {
 // TestConfigCheckReadsNoEnvironment: the file alone is checked, so an
 // environment that would fix it (or break it) does not change the verdict.
 func TestConfigCheckReadsNoEnvironment(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "c.yml")
-	if err := os.WriteFile(p, []byte("log: {level: loud}\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	p := writeIn(t, t.TempDir(), "c.yml", "log: {level: loud}\n")
 	t.Setenv("PULLCACHE_LOG_LEVEL", "info")
 	var out, errOut strings.Builder
 	if code := run(t.Context(), []string{"config", "check", p}, &out, &errOut); code != 1 {

@@ -163,10 +163,12 @@ func TestDashboardQueriesExportedMetrics(t *testing.T) {
 	addr := serveForTest(t)
 	pullThrough(t, addr, "library/app", "v1")
 	pullThrough(t, addr, "library/app", "v1")
-	// Some series appear only once work done in the background (prefetch)
-	// has finished: scrape until every name is there, for up to 10 s.
+	// Some series appear only once work done in the background has run:
+	// prefetch, and the store's housekeeping, whose first tick (10 s after
+	// start) sets the disk gauges. Scrape until every name is there, for
+	// up to 30 s.
 	var missing []string
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		exported := scrapeNames(t, "http://"+addr+"/metrics")
 		missing = missing[:0]

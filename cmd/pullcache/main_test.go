@@ -25,6 +25,16 @@ func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	return code, out.String(), errOut.String()
 }
 
+// writeIn writes content to dir/name and returns its path.
+func writeIn(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // lines are the non-empty lines of s.
 func lines(s string) []string {
 	var out []string
@@ -81,13 +91,7 @@ func TestVersion(t *testing.T) {
 // problem; nothing is served.
 func TestUsageErrors(t *testing.T) {
 	dir := t.TempDir()
-	write := func(name, content string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := func(name, content string) string { return writeIn(t, dir, name, content) }
 	data := filepath.Join(dir, "data")
 	tests := []struct {
 		name string

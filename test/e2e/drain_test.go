@@ -163,6 +163,7 @@ func TestSIGTERMDrainsTransfersInFlight(t *testing.T) {
 	transfer := startTransfer(t, p.addr, up.digest)
 	sent := sigterm(t, p)
 	body := waitReadyz(t, p.addr, http.StatusServiceUnavailable)
+	t.Logf("/readyz answered 503 %s after SIGTERM", time.Since(sent).Round(time.Millisecond))
 	if !strings.Contains(body, "draining") {
 		t.Errorf("/readyz body %s does not name draining", body)
 	}
@@ -171,6 +172,7 @@ func TestSIGTERMDrainsTransfersInFlight(t *testing.T) {
 		t.Fatalf("pullcache exited with a transfer in flight: %v", p.err)
 	default:
 	}
+	released := time.Now()
 	close(up.release)
 	res := <-transfer
 	if res.err != nil {
@@ -187,6 +189,8 @@ func TestSIGTERMDrainsTransfersInFlight(t *testing.T) {
 	if p.err != nil {
 		t.Errorf("pullcache exit: %v", p.err)
 	}
+	t.Logf("exited %s after the transfer was released, %s after SIGTERM",
+		time.Since(released).Round(time.Millisecond), time.Since(sent).Round(time.Millisecond))
 	if took := time.Since(sent); took > 8*time.Second {
 		t.Errorf("exited %s after SIGTERM, beyond shutdown_grace 8s", took)
 	}
@@ -210,6 +214,7 @@ func TestSIGTERMGraceBoundsTheDrain(t *testing.T) {
 		t.Fatalf("pullcache still running 10s after SIGTERM with shutdown_grace 2s")
 	}
 	took := time.Since(sent)
+	t.Logf("exited %s after SIGTERM (shutdown_grace 2s)", took.Round(time.Millisecond))
 	if took < 2*time.Second {
 		t.Errorf("exited %s after SIGTERM, before the 2s grace ran out", took)
 	}
