@@ -89,7 +89,7 @@ type Blob struct {
 // Source's own errors (Refused, Confirm), *WaitError, *FillError, and
 // local failures (no space, closing store).
 func (s *Store) Blob(ctx context.Context, req BlobRequest) (*Blob, error) {
-	if file, err := s.LendBlob(req.Digest); err == nil {
+	if file, err := s.lendBlob(req.Digest); err == nil {
 		return s.lendStored(ctx, req, file)
 	}
 	if req.StoredOnly {
@@ -205,7 +205,7 @@ func (s *Store) readFill(ctx context.Context, req BlobRequest, f *Fill) (*FillRe
 // sizeFromFill answers a SizeOnly request from the fill in flight, once
 // its source answered, with the recorded size when the fill knows none.
 func (s *Store) sizeFromFill(ctx context.Context, req BlobRequest) (*Blob, error) {
-	f, ok := s.InFlight(req.Digest)
+	f, ok := s.inFlight(req.Digest)
 	if !ok {
 		return nil, ErrNotFound
 	}
@@ -240,7 +240,7 @@ func waitFor(ctx context.Context, d v1.Hash, ready <-chan struct{}) error {
 }
 
 func (s *Store) knownSize(d v1.Hash) int64 {
-	if n, err := s.BlobSize(d); err == nil {
+	if n, err := s.blobSize(d); err == nil {
 		return n
 	}
 	return -1

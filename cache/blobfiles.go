@@ -165,10 +165,10 @@ func (b *BlobFile) Close() error {
 	return nil
 }
 
-// LendBlob opens a committed blob for one request and records an access,
+// lendBlob opens a committed blob for one request and records an access,
 // like OpenBlob, on a descriptor kept open between requests. The caller
 // closes it.
-func (s *Store) LendBlob(h v1.Hash) (*BlobFile, error) {
+func (s *Store) lendBlob(h v1.Hash) (*BlobFile, error) {
 	if hot, f := s.files.take(h); f != nil {
 		if _, err := f.Seek(0, io.SeekStart); err != nil {
 			f.Close()

@@ -21,7 +21,7 @@ func putTestBlob(t *testing.T, s *Store, b []byte) v1.Hash {
 
 func lend(t *testing.T, s *Store, h v1.Hash) *BlobFile {
 	t.Helper()
-	b, err := s.LendBlob(h)
+	b, err := s.lendBlob(h)
 	if err != nil {
 		t.Fatalf("LendBlob: %v", err)
 	}
@@ -96,7 +96,7 @@ func TestRemoveBlobClosesItsDescriptors(t *testing.T) {
 	if !isClosed(inFlightFile) {
 		t.Error("the descriptor of a removed blob went back to the pool")
 	}
-	if _, err := s.LendBlob(h); !errors.Is(err, ErrNotFound) {
+	if _, err := s.lendBlob(h); !errors.Is(err, ErrNotFound) {
 		t.Errorf("LendBlob after removal: %v, want ErrNotFound", err)
 	}
 	if err := s.removeBlob(h); !errors.Is(err, ErrNotFound) {

@@ -289,7 +289,7 @@ func TestPinnedImagesAreNeverEvicted(t *testing.T) {
 	if rep.Pinned <= 0 {
 		t.Errorf("pinned bytes = %d", rep.Pinned)
 	}
-	imgs, err := s.Images()
+	imgs, err := s.images()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -500,7 +500,7 @@ func TestReferrersAreEvictedWithTheirSubject(t *testing.T) {
 	pull(t, s, clock, 2*time.Minute, other.m.Digest)
 	pull(t, s, clock, 3*time.Minute, sig.Digest) // a client checks the signature last
 
-	imgs, err := s.Images()
+	imgs, err := s.images()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -549,7 +549,7 @@ func TestAccessTimesInSecondsStillRead(t *testing.T) {
 func TestEvictionClosesKeptDescriptors(t *testing.T) {
 	s, _ := policyStore(t, Options{})
 	img := putImage(t, s, "warm", []int{8 << 10})
-	b, err := s.LendBlob(img.layers[0].Digest)
+	b, err := s.lendBlob(img.layers[0].Digest)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -557,7 +557,7 @@ func TestEvictionClosesKeptDescriptors(t *testing.T) {
 	if rep := evictNeed(t, s, 1); rep.Evicted != 1 {
 		t.Fatalf("not evicted: %+v", rep)
 	}
-	if b, err := s.LendBlob(img.layers[0].Digest); !errors.Is(err, ErrNotFound) {
+	if b, err := s.lendBlob(img.layers[0].Digest); !errors.Is(err, ErrNotFound) {
 		if b != nil {
 			b.Close()
 		}

@@ -116,7 +116,7 @@ func TestFillReadersFollowAndLastByteWaitsForVerification(t *testing.T) {
 	if src.calls != 1 {
 		t.Errorf("source opened %d times", src.calls)
 	}
-	if n, err := s.BlobSize(d); err != nil || n != int64(len(blob)) {
+	if n, err := s.blobSize(d); err != nil || n != int64(len(blob)) {
 		t.Errorf("BlobSize = %d, %v", n, err)
 	}
 }
@@ -406,7 +406,7 @@ func TestWaitFillReturnsOnceTheFillCommitted(t *testing.T) {
 	if !s.HasBlob(d) {
 		t.Error("the blob is not committed after WaitFill")
 	}
-	if n, err := s.BlobSize(d); n != int64(len(blob)) {
+	if n, err := s.blobSize(d); n != int64(len(blob)) {
 		t.Errorf("recorded size %d (%v), want %d", n, err, len(blob))
 	}
 	if err := s.WaitFill(context.Background(), d); err != nil {

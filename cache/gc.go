@@ -132,9 +132,9 @@ func (i ImageInfo) Name() string {
 	return i.Registry + "/" + i.Repository + ":" + i.Tag
 }
 
-// Images lists every cached image: one entry per tag, and one per image
+// images lists every cached image: one entry per tag, and one per image
 // that no tag names, sorted by name.
-func (s *Store) Images() ([]ImageInfo, error) {
+func (s *Store) images() ([]ImageInfo, error) {
 	l, err := s.List()
 	return l.Images, err
 }

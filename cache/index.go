@@ -79,9 +79,9 @@ func (s *Store) putBlobSize(h v1.Hash, size int64) error {
 	return s.update(func(txn *badger.Txn) error { return setJSON(txn, blobKey(h), blobRecord{Size: size}) })
 }
 
-// BlobSize is the size recorded for a blob, from a manifest that references
+// blobSize is the size recorded for a blob, from a manifest that references
 // it or from its commit.
-func (s *Store) BlobSize(h v1.Hash) (int64, error) {
+func (s *Store) blobSize(h v1.Hash) (int64, error) {
 	var rec blobRecord
 	if err := s.getJSON(blobKey(h), &rec); err != nil {
 		return -1, err

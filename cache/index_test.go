@@ -46,7 +46,7 @@ func TestIndexSurvivesReopen(t *testing.T) {
 	if s.Linked(Repo{Registry: "ghcr.io", Name: "library/app"}, m.Digest) {
 		t.Error("linked under another registry")
 	}
-	if n, err := s.BlobSize(m.Refs[1].Digest); err != nil || n != 42 {
+	if n, err := s.blobSize(m.Refs[1].Digest); err != nil || n != 42 {
 		t.Errorf("layer size from the manifest = %d, %v", n, err)
 	}
 	if tags, _, err := s.TagList(repo); err != nil || len(tags) != 1 {

@@ -6,9 +6,9 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
-// InFlight returns the fill of h in flight, if there is one, without
+// inFlight returns the fill of h in flight, if there is one, without
 // starting one: a HEAD of a blob being filled is answered from it.
-func (s *Store) InFlight(h v1.Hash) (*Fill, bool) {
+func (s *Store) inFlight(h v1.Hash) (*Fill, bool) {
 	s.fills.mu.Lock()
 	defer s.fills.mu.Unlock()
 	f, ok := s.fills.m[h]
@@ -26,7 +26,7 @@ func (f *Fill) Digest() v1.Hash { return f.digest }
 // the index and exports find the blob. It returns ctx's error if ctx ends
 // first.
 func (s *Store) WaitFill(ctx context.Context, h v1.Hash) error {
-	f, ok := s.InFlight(h)
+	f, ok := s.inFlight(h)
 	if !ok {
 		return nil
 	}

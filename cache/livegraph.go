@@ -69,9 +69,6 @@ func (s *Store) Loading() bool {
 	}
 }
 
-// GraphLoaded is closed once the image graph is read (see Loading).
-func (s *Store) GraphLoaded() <-chan struct{} { return s.graph.loaded }
-
 // loadLive reads the graph at start-up. A failed read is tried again a
 // few times; after that the store gives up keeping it in memory and logs
 // it (listings and passes then wait; a restart reads it again).

@@ -6,6 +6,13 @@
 //
 // It knows nothing of HTTP or of upstream registries: a fill is handed a
 // function that opens the bytes.
+//
+// Where things are: a request for a blob enters through Store.Blob
+// (blobentry.go); the order in which images are evicted is
+// eviction.order (eviction.go), and passes are evict.go; a blob's file is
+// written to a temp file and put in place by the local blob tier,
+// cache/blobs/local (Tier.Place); the image graph kept in memory is
+// livegraph.go over graph.go.
 package cache
 
 import (

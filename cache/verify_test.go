@@ -15,7 +15,7 @@ func TestVerifyFindsAndRepairsDamage(t *testing.T) {
 	}
 	corrupt, gone := img.layers[0].Digest, img.layers[1].Digest
 	// A warm blob: its descriptor is kept for the next request.
-	if b, err := s.LendBlob(corrupt); err == nil {
+	if b, err := s.lendBlob(corrupt); err == nil {
 		b.Close()
 	}
 	if err := os.WriteFile(s.blobPath(corrupt), []byte("bit rot"), 0o600); err != nil {
@@ -56,7 +56,7 @@ func TestVerifyFindsAndRepairsDamage(t *testing.T) {
 	if s.HasBlob(corrupt) {
 		t.Error("the corrupt layer is still in place")
 	}
-	if b, err := s.LendBlob(corrupt); !errors.Is(err, ErrNotFound) {
+	if b, err := s.lendBlob(corrupt); !errors.Is(err, ErrNotFound) {
 		if b != nil {
 			b.Close()
 		}
