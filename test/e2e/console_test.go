@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -256,15 +259,28 @@ func TestConsoleInABrowser(t *testing.T) {
 	b := newBrowser(t, exe, base)
 	b.login()
 	t.Run("overview", func(t *testing.T) {
+		// Nothing asks the registry API between this and the page, so
+		// its figures must be what the metrics and the upstream say.
+		requests := metricSum(t, srv.addr, "pullcache_http_requests_total", "")
+		hits := metricSum(t, srv.addr, "pullcache_cache_requests_total", `result="hit"`) +
+			metricSum(t, srv.addr, "pullcache_cache_requests_total", `result="stale"`)
+		answers := metricSum(t, srv.addr, "pullcache_cache_requests_total", "")
+		manifestGets := 0 // by tag and by digest, as clients sent them
+		for _, r := range pullcacheRequests(srv.logs.String()) {
+			if r.method == http.MethodGet && strings.Contains(r.path, "/manifests/") {
+				manifestGets++
+			}
+		}
 		b.run("overview with figures", chromedp.Navigate(base+"/ui/"), chromedp.WaitVisible(chromedp.ID("requests")))
-		if got := b.text("#requests"); got == "0" {
-			t.Errorf("requests %q after two pulls", got)
+		if got, want := b.text("#requests"), fmt.Sprint(requests); requests == 0 || got != want {
+			t.Errorf("requests %q after two pulls; pullcache_http_requests_total says %s", got, want)
 		}
-		if got := b.text("#manifest-saved"); got == "0" {
-			t.Errorf("manifest GETs saved %q after a pull from cache", got)
+		saved := manifestGets - up.count("GET", "manifest")
+		if got, want := b.text("#manifest-saved"), fmt.Sprint(saved); saved == 0 || got != want {
+			t.Errorf("manifest GETs saved %q; clients sent %d, the upstream got %d", got, manifestGets, up.count("GET", "manifest"))
 		}
-		if got := b.text("#hit-ratio"); got == "0.0%" {
-			t.Errorf("hit ratio %q after a pull from cache", got)
+		if got, want := b.text("#hit-ratio"), fmt.Sprintf("%.1f%%", 100*hits/answers); hits == 0 || got != want {
+			t.Errorf("hit ratio %q after a pull from cache; pullcache_cache_requests_total says %s", got, want)
 		}
 		if got := b.text("#store-bytes"); got == "0 B" {
 			t.Errorf("cache on disk %q after a pull", got)
@@ -500,4 +516,32 @@ func checkPulledLayers(t *testing.T, file string, layers [][]byte) {
 			t.Errorf("layer %d of the pulled file hashes to %s, its diff ID is %s (%v)", i, h, d, err)
 		}
 	}
+}
+
+// metricSum adds up a metric's series in pullcache's /metrics whose labels
+// contain label ("" for all).
+func metricSum(t *testing.T, addr, name, label string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, line := range strings.Split(string(b), "\n") {
+		series, v, ok := strings.Cut(line, " ")
+		if !ok || (series != name && !strings.HasPrefix(series, name+"{")) || !strings.Contains(series, label) {
+			continue
+		}
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			t.Fatalf("%s: %v", line, err)
+		}
+		sum += f
+	}
+	return sum
 }
