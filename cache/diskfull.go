@@ -91,7 +91,7 @@ func (g *indexGate) closeLocked(free int64) {
 }
 
 // check preallocates badger's sparse files and reopens the gate once
-// there is room again. It runs on every housekeeping tick.
+// there is room again. It runs on every maintenance tick.
 func (g *indexGate) check() {
 	g.mu.Lock()
 	defer g.mu.Unlock()

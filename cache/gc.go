@@ -243,11 +243,11 @@ func (g *graph) info(r *mnode) ImageInfo {
 	return i
 }
 
-// housekeep runs in the background: it watches the disk (the index goes
+// maintain runs in the background: it watches the disk (the index goes
 // read-only before a full disk could crash it, and writable again when
 // space returns), keeps the cache inside its bound, sweeps orphans and
 // garbage-collects badger's value log.
-func (s *Store) housekeep() {
+func (s *Store) maintain() {
 	defer s.wg.Done()
 	<-s.use.scanned
 	tick := time.NewTicker(s.opts.Housekeeping)
@@ -312,7 +312,7 @@ func (f *futilePass) record(futile bool, used int64) {
 	}
 }
 
-// kickEviction asks the housekeeper for a pass now (a fill ran out of
+// kickEviction asks the maintenance loop for a pass now (a fill ran out of
 // space).
 func (s *Store) kickEviction() {
 	select {

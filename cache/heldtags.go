@@ -79,7 +79,7 @@ func (s *Store) holdTag(h heldTag) {
 }
 
 // writeHeldTags writes the tags adopted while the index was read-only,
-// once it is writable again (housekeeping calls it). A tag set meanwhile
+// once it is writable again (maintenance calls it). A tag set meanwhile
 // by a newer answer is left as it is.
 func (s *Store) writeHeldTags() {
 	if s.gate.readOnly.Load() {

@@ -161,7 +161,7 @@ func Open(opts Options) (*Store, error) {
 	go s.loadLive()
 	if opts.Housekeeping > 0 {
 		s.wg.Add(1)
-		go s.housekeep()
+		go s.maintain()
 	}
 	return s, nil
 }
