@@ -121,7 +121,7 @@ done
 
 step "Helm chart (deploy/helm/check: helm lint, helm template, strict Kubernetes types, pullcache config check)"
 # A module of its own, so k8s.io/api stays out of the main go.mod.
-(cd deploy/helm/check && go vet ./... && go test -count=1 ./...) || fail "Helm chart checks"
+(cd deploy/helm/check && go vet ./... && gotest helm -count=1 ./...) || fail "Helm chart checks"
 
 step "end-to-end tests (real clients through a real pullcache)"
 # Screenshots of the console's browser tests go to test-output/ (the
