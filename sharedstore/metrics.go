@@ -13,7 +13,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		reads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pullcache_shared_reads_total",
-			Help: "Blob and manifest-by-digest requests asked of the shared bucket, by kind and outcome (hit: served through a link; confirmed: served after the upstream confirmed the repository has it; miss: not there; denied: there, but the upstream would not confirm it; error: the bucket failed).",
+			Help: "Blob and manifest-by-digest requests asked of the shared bucket, by kind and outcome (hit: served through a link; confirmed: served after the upstream confirmed the repository has it; miss: not there; denied: there, but the upstream would not confirm it; error: the bucket failed; skipped: not asked, the bucket failed in the last 10 s).",
 		}, []string{"kind", "outcome"}),
 		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pullcache_shared_writes_total",

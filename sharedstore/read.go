@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/pullcache/pullcache/cache/blobs"
+	"github.com/pullcache/pullcache/cache/blobs/s3"
 	"github.com/pullcache/pullcache/upstream"
 )
 
@@ -22,7 +24,10 @@ type reader struct {
 }
 
 func (r *reader) GetBlob(ctx context.Context, repo string, h v1.Hash, offset int64) (io.ReadCloser, int64, error) {
-	body, size, err := r.s.tier.Open(ctx, h, offset)
+	if r.skip("blob") {
+		return r.Upstream.GetBlob(ctx, repo, h, offset)
+	}
+	body, size, err := r.s.open(ctx, h, offset)
 	if err != nil {
 		r.missed(ctx, "blob", err)
 		return r.Upstream.GetBlob(ctx, repo, h, offset)
@@ -36,7 +41,10 @@ func (r *reader) GetBlob(ctx context.Context, repo string, h v1.Hash, offset int
 }
 
 func (r *reader) HeadBlob(ctx context.Context, repo string, h v1.Hash) (int64, error) {
-	info, err := r.s.tier.Stat(ctx, h)
+	if r.skip("blob") {
+		return r.Upstream.HeadBlob(ctx, repo, h)
+	}
+	info, err := r.s.stat(ctx, h)
 	if err != nil {
 		r.missed(ctx, "blob", err)
 		return r.Upstream.HeadBlob(ctx, repo, h)
@@ -68,10 +76,10 @@ func (r *reader) HeadManifest(ctx context.Context, repo, ref string, accept []st
 // may read it, else nil.
 func (r *reader) manifest(ctx context.Context, repo, ref string, accept []string) *upstream.Manifest {
 	h, err := v1.NewHash(ref)
-	if !isDigest(ref) || err != nil {
+	if !isDigest(ref) || err != nil || r.skip("manifest") {
 		return nil
 	}
-	obj, err := r.s.tier.GetObject(ctx, manifestName(ref))
+	obj, err := r.s.object(ctx, manifestName(ref))
 	if err != nil {
 		r.missed(ctx, "manifest", err)
 		return nil
@@ -95,7 +103,7 @@ func (r *reader) manifest(ctx context.Context, repo, ref string, accept []string
 // It counts the read's outcome.
 func (r *reader) admit(ctx context.Context, kind, repo, d string, confirm func() error) bool {
 	name := linkName(r.registry, repo, d)
-	_, err := r.s.tier.GetObject(ctx, name)
+	_, err := r.s.object(ctx, name)
 	switch {
 	case err == nil:
 		r.s.metrics.read(kind, "hit")
@@ -113,6 +121,53 @@ func (r *reader) admit(ctx context.Context, kind, repo, d string, confirm func()
 	return true
 }
 
+// readTimeout bounds a bucket read up to its answer (a bucket answers in
+// milliseconds): a bucket that is down or hung costs one request about
+// this much, instead of the SDK's seconds of retries, and then rests. A
+// read timed out by mistake only sends requests inward for a while.
+const readTimeout = time.Second
+
+func (s *Store) stat(ctx context.Context, h v1.Hash) (blobs.Info, error) {
+	ctx, cancel := context.WithTimeout(ctx, readTimeout)
+	defer cancel()
+	return s.tier.Stat(ctx, h)
+}
+
+func (s *Store) object(ctx context.Context, name string) (s3.Object, error) {
+	ctx, cancel := context.WithTimeout(ctx, readTimeout)
+	defer cancel()
+	return s.tier.GetObject(ctx, name)
+}
+
+// open is Open with readTimeout on its answer but not on the body, which
+// streams as long as the caller reads.
+func (s *Store) open(ctx context.Context, h v1.Hash, offset int64) (io.ReadCloser, int64, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	timer := time.AfterFunc(readTimeout, cancel)
+	body, size, err := s.tier.Open(ctx, h, offset)
+	if !timer.Stop() && err == nil {
+		body.Close()
+		err = context.DeadlineExceeded
+	}
+	if err != nil {
+		cancel()
+		return nil, 0, err
+	}
+	return cancelOnClose{ReadCloser: body, cancel: cancel}, size, nil
+}
+
+// cancelOnClose ends a body's context with the body.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
+}
+
 // missed counts a read the bucket could not answer: absent, or failed.
 func (r *reader) missed(ctx context.Context, kind string, err error) {
 	if errors.Is(err, blobs.ErrNotFound) {
@@ -121,8 +176,18 @@ func (r *reader) missed(ctx context.Context, kind string, err error) {
 	}
 	r.s.metrics.read(kind, "error")
 	if ctx.Err() == nil {
-		r.s.log.Debug("shared bucket read failed; asking inward", "kind", kind, "err", err)
+		r.s.rest(err)
 	}
+}
+
+// skip reports, and counts, a read that leaves the bucket alone while it
+// rests after a failure.
+func (r *reader) skip(kind string) bool {
+	if !r.s.resting() {
+		return false
+	}
+	r.s.metrics.read(kind, "skipped")
+	return true
 }
 
 // link lets repo of registry read d from the bucket. A link already there

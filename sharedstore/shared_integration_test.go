@@ -241,6 +241,7 @@ func checkBucketDown(t *testing.T, gw *gateway, up *countingUpstream, a, b *mirr
 	t.Helper()
 	gw.kill()
 	up.down.Store(false)
+	start := time.Now()
 	md, _ := digests(t, img)
 	a.pull(t, testRepo, md.String(), img)
 	b.pull(t, testRepo, md.String(), img)
@@ -251,9 +252,14 @@ func checkBucketDown(t *testing.T, gw *gateway, up *countingUpstream, a, b *mirr
 	if up.requests.Load() == before {
 		t.Error("the new image reached the mirrors without the upstream")
 	}
+	t.Logf("bucket down: both mirrors' pulls took %v", time.Since(start).Round(time.Millisecond))
 	waitCount(t, a.store.metrics.writes.WithLabelValues("blob", "failed"), "A's failed blob writes")
 	if e := testutil.ToFloat64(b.store.metrics.reads.WithLabelValues("blob", "error")); e == 0 {
 		t.Error("B counted no bucket errors with the bucket down")
+	}
+	// One failure is paid, then reads leave the bucket alone.
+	if e := testutil.ToFloat64(b.store.metrics.reads.WithLabelValues("blob", "skipped")); e == 0 {
+		t.Error("B asked the bucket for every blob while it was down")
 	}
 }
 

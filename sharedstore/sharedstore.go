@@ -20,6 +20,8 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,6 +46,25 @@ type Store struct {
 	tier    *s3.Tier
 	log     *slog.Logger
 	metrics *metrics
+	// restUntil is when reads may ask the bucket again (Unix ns) after
+	// one failed.
+	restUntil atomic.Int64
+}
+
+// restFor is how long reads leave the bucket alone after one failed: a
+// failed request costs the SDK's retries, seconds that every request
+// would pay while the bucket is down.
+const restFor = 10 * time.Second
+
+// resting reports whether reads should skip the bucket for now.
+func (s *Store) resting() bool { return time.Now().UnixNano() < s.restUntil.Load() }
+
+// rest makes reads skip the bucket for restFor, saying so once per rest.
+func (s *Store) rest(err error) {
+	now := time.Now()
+	if prev := s.restUntil.Swap(now.Add(restFor).UnixNano()); prev < now.UnixNano() {
+		s.log.Warn("shared bucket read failed; reads skip it for a while", "for", restFor, "err", err)
+	}
 }
 
 // New returns the store on tier; log and reg may be nil.
