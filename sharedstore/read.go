@@ -127,6 +127,9 @@ func (r *reader) admit(ctx context.Context, kind, repo, d string, confirm func()
 // read timed out by mistake only sends requests inward for a while.
 const readTimeout = time.Second
 
+// linkTimeout bounds writing a link, which may run after its request.
+const linkTimeout = 10 * time.Second
+
 func (s *Store) stat(ctx context.Context, h v1.Hash) (blobs.Info, error) {
 	ctx, cancel := context.WithTimeout(ctx, readTimeout)
 	defer cancel()
@@ -193,6 +196,8 @@ func (r *reader) skip(kind string) bool {
 // link lets repo of registry read d from the bucket. A link already there
 // is what was wanted; a failure only costs a confirmation later.
 func (s *Store) link(ctx context.Context, registry, repo, d string) {
+	ctx, cancel := context.WithTimeout(ctx, linkTimeout)
+	defer cancel()
 	_, err := s.tier.CreateObject(ctx, linkName(registry, repo, d), []byte(d))
 	if err != nil && !errors.Is(err, blobs.ErrExists) {
 		s.log.Debug("shared bucket: link not written", "repo", repo, "digest", d, "err", err)

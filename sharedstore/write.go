@@ -24,6 +24,10 @@ const (
 	// manifestTimeout bounds storing a manifest and its link, which goes
 	// on after the request that fetched it.
 	manifestTimeout = 30 * time.Second
+	// commitTimeout bounds a blob's commit once its stream ended: the
+	// upload of its last part and the completion. Until the end the
+	// stream bounds the write (a bucket that hangs fills the queue).
+	commitTimeout = 5 * time.Minute
 )
 
 // writer stores in the bucket what the upstream sends.
@@ -112,6 +116,8 @@ func (s *Store) copyBlob(ctx context.Context, h v1.Hash, t *tee) (string, error)
 	case err != nil:
 		return "failed", err
 	}
+	timer := time.AfterFunc(commitTimeout, t.stop)
+	defer timer.Stop()
 	switch err := bw.Commit(); {
 	case err == nil:
 		return "stored", nil
