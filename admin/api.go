@@ -49,6 +49,9 @@ type Options struct {
 	// Upstreams reports the health of the upstream registries. Default:
 	// none listed.
 	Upstreams func() []RegistryHealth
+	// Members reports the cluster's members. Default: no cluster, none
+	// listed.
+	Members func() []MemberHealth
 	// Offline says the mirror never contacts an upstream (shown in stats).
 	Offline bool
 }

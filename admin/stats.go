@@ -38,6 +38,9 @@ type Stats struct {
 	Fills []FillProgress `json:"fills"`
 	// Upstreams is the health of every configured registry.
 	Upstreams []RegistryHealth `json:"upstreams"`
+	// Members are the cluster's members as this one sees them; absent
+	// without a cluster.
+	Members []MemberHealth `json:"members,omitempty"`
 	// Errors are the most recent failed answers, newest first.
 	Errors []stats.ErrorEvent `json:"errors"`
 }
@@ -56,6 +59,21 @@ type FillProgress struct {
 type RegistryHealth struct {
 	Registry  string           `json:"registry"`
 	Endpoints []EndpointHealth `json:"endpoints"`
+}
+
+// MemberHealth is one member of the cluster as this member sees it.
+type MemberHealth struct {
+	URL  string `json:"url"`
+	Self bool   `json:"self"`
+	Up   bool   `json:"up"`
+	// Since is when Up last changed (or the member was added).
+	Since     time.Time `json:"since,omitzero"`
+	LastError string    `json:"last_error,omitempty"`
+	// Share is the fraction of blobs the member owns among the live ones.
+	Share float64 `json:"share"`
+	// FillsInFlight are the member's blob fills now, -1 when it did not
+	// say (down, or slow to answer).
+	FillsInFlight int `json:"fills_in_flight"`
 }
 
 // EndpointHealth is one endpoint of a registry.
@@ -98,6 +116,9 @@ func (s *server) Stats() Stats {
 				ep.Down = ep.DownUntil.After(now)
 			}
 		}
+	}
+	if s.opts.Members != nil {
+		out.Members = s.opts.Members()
 	}
 	return out
 }

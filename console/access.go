@@ -42,6 +42,7 @@ func statsFor(v *viewer, st admin.Stats) admin.Stats {
 	}
 	st.Fills = fills
 	st.Upstreams = []admin.RegistryHealth{}
+	st.Members = nil
 	st.Errors = st.Errors[:0:0]
 	return st
 }

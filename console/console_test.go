@@ -50,13 +50,20 @@ func newEnv(t *testing.T, auth console.Logins) *env {
 // newEnvWith serves the console over a store opened with opts.
 func newEnvWith(t *testing.T, auth console.Logins, opts cache.Options) *env {
 	t.Helper()
+	return newEnvOf(t, auth, opts, nil)
+}
+
+// newEnvOf is newEnvWith for a member of a cluster: members lists them
+// (nil: no cluster).
+func newEnvOf(t *testing.T, auth console.Logins, opts cache.Options, members func() []admin.MemberHealth) *env {
+	t.Helper()
 	store, err := cache.Open(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
 	rec := stats.New(nil)
-	a := admin.New(admin.Options{Store: store, TempDir: t.TempDir(), UploadLimit: 1 << 20, Stats: rec})
+	a := admin.New(admin.Options{Store: store, TempDir: t.TempDir(), UploadLimit: 1 << 20, Stats: rec, Members: members})
 	c, err := console.New(console.Options{Admin: a, Logins: auth, UploadLimit: 1 << 20})
 	if err != nil {
 		t.Fatal(err)

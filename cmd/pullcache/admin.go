@@ -59,7 +59,7 @@ func adminOptions(cfg config.Config, store *cache.Store, mirror string, log *slo
 		Offline:      cfg.Offline,
 	}
 	if obs != nil {
-		opts.Stats, opts.Upstreams = obs.stats, obs.health
+		opts.Stats, opts.Upstreams, opts.Members = obs.stats, obs.health, obs.members
 	}
 	return opts
 }

@@ -14,12 +14,14 @@ import (
 	"os/signal"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pullcache/pullcache/admin"
 	"github.com/pullcache/pullcache/cache"
 	"github.com/pullcache/pullcache/cluster"
 	"github.com/pullcache/pullcache/config"
@@ -28,8 +30,8 @@ import (
 )
 
 // newClusterNode builds this member's view of the cluster, or nil when
-// the configuration names none.
-func newClusterNode(cfg config.Config, store *cache.Store, log *slog.Logger, reg prometheus.Registerer) (*cluster.Node, error) {
+// the configuration names none; obs is given its members to show.
+func newClusterNode(cfg config.Config, store *cache.Store, obs *observers, log *slog.Logger, reg prometheus.Registerer) (*cluster.Node, error) {
 	if !cfg.Cluster.Enabled() {
 		return nil, nil
 	}
@@ -37,7 +39,7 @@ func newClusterNode(cfg config.Config, store *cache.Store, log *slog.Logger, reg
 	if err != nil {
 		return nil, err
 	}
-	return cluster.New(cluster.Options{
+	node, err := cluster.New(cluster.Options{
 		Self:          cfg.Cluster.Self,
 		Peers:         cfg.Cluster.Peers,
 		PeersDNS:      cfg.Cluster.PeersDNS,
@@ -47,6 +49,41 @@ func newClusterNode(cfg config.Config, store *cache.Store, log *slog.Logger, reg
 		Logger:        log,
 		Metrics:       reg,
 	})
+	if err == nil && obs != nil {
+		obs.members = memberHealth(node, statusClient{secret: secret, timeout: memberAskTimeout})
+	}
+	return node, err
+}
+
+// memberAskTimeout bounds how long the overview waits for a member's
+// fills: a slow member shows "?" rather than holding the page.
+const memberAskTimeout = time.Second
+
+// memberHealth reports the members for the admin API's stats and the
+// console's overview: this member's view of them, and each live member's
+// fills in flight asked of it in parallel, as `pullcache cluster` does.
+func memberHealth(node *cluster.Node, sc statusClient) func() []admin.MemberHealth {
+	return func() []admin.MemberHealth {
+		view := node.Status()
+		out := make([]admin.MemberHealth, len(view.Members))
+		var wg sync.WaitGroup
+		for i, m := range view.Members {
+			out[i] = admin.MemberHealth{URL: m.URL, Self: m.URL == view.Self, Up: m.Up, Since: m.Since,
+				LastError: m.LastError, Share: m.Share, FillsInFlight: -1}
+			switch {
+			case out[i].Self:
+				out[i].FillsInFlight = view.FillsInFlight
+			case m.Up:
+				wg.Go(func() {
+					if st, err := sc.get(context.Background(), m.URL); err == nil {
+						out[i].FillsInFlight = st.FillsInFlight
+					}
+				})
+			}
+		}
+		wg.Wait()
+		return out
+	}
 }
 
 // readSecret reads the cluster's secret; surrounding white space (the

@@ -143,3 +143,36 @@ func TestPeersPassThePerClientRequestLimit(t *testing.T) {
 		}
 	}
 }
+
+// The console's and /admin/stats's members: this member's view, each
+// live member's fills asked of it, "unknown" (-1) for one that does not
+// answer.
+func TestMemberHealthAsksEachMemberItsFills(t *testing.T) {
+	srv := httptest.NewUnstartedServer(nil)
+	b, a, dead := "http://"+srv.Listener.Addr().String(), "http://a.invalid:5000", "http://127.0.0.1:1"
+	peers := []string{a, b, dead}
+	nb, err := cluster.New(cluster.Options{Self: b, Peers: peers, Secret: []byte(testClusterSecret), FillsInFlight: func() int { return 5 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Config.Handler = nb.Handler(nil)
+	srv.Start()
+	defer srv.Close()
+	na, err := cluster.New(cluster.Options{Self: a, Peers: peers, Secret: []byte(testClusterSecret), FillsInFlight: func() int { return 2 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := memberHealth(na, statusClient{secret: []byte(testClusterSecret), timeout: 5 * time.Second})()
+	want := map[string]int{a: 2, b: 5, dead: -1}
+	share := 0.0
+	for _, m := range got {
+		share += m.Share
+		if f, ok := want[m.URL]; !ok || m.FillsInFlight != f || m.Self != (m.URL == a) {
+			t.Errorf("member %+v, want fills %d, self only for %s", m, f, a)
+		}
+		delete(want, m.URL)
+	}
+	if len(want) != 0 || share < 0.99 || share > 1.01 {
+		t.Errorf("members %+v: missing %v, shares summing to %.3f", got, want, share)
+	}
+}

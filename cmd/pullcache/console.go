@@ -18,12 +18,14 @@ import (
 	"github.com/pullcache/pullcache/upstream"
 )
 
-// observers are what serve shows of the registry API: its statistics and
-// the health of the registries it built.
+// observers are what serve shows of the registry API: its statistics,
+// the health of the registries it built and the cluster's members.
 type observers struct {
 	stats *stats.Recorder
 	mu    sync.Mutex
 	regs  map[string]*upstream.Registry
+	// members are the cluster's members; nil without a cluster.
+	members func() []admin.MemberHealth
 }
 
 func newObservers() *observers {

@@ -60,7 +60,7 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	defer store.Close()
 	obs := newObservers()
-	node, err := newClusterNode(cfg, store, log, reg)
+	node, err := newClusterNode(cfg, store, obs, log, reg)
 	if err != nil {
 		return err
 	}
