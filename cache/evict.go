@@ -389,9 +389,11 @@ func (s *Store) deleteKeys(keys [][]byte) error {
 // found in memory.
 func (s *Store) removeLinks(dead func(dkey) bool) error {
 	var keys [][]byte
+	rel := s.pageReleaser()
+	defer rel.done()
 	err := s.db.View(func(txn *badger.Txn) error {
 		for _, prefix := range []string{"l:", "rf:"} {
-			keys = append(keys, deadKeys(txn, prefix, dead)...)
+			keys = append(keys, deadKeys(txn, prefix, dead, rel)...)
 		}
 		return nil
 	})
@@ -406,11 +408,12 @@ func (s *Store) removeLinks(dead func(dkey) bool) error {
 
 // deadKeys are the keys under prefix ending in "@<digest>" of a dead
 // digest.
-func deadKeys(txn *badger.Txn, prefix string, dead func(dkey) bool) [][]byte {
+func deadKeys(txn *badger.Txn, prefix string, dead func(dkey) bool, rel *pageReleaser) [][]byte {
 	var keys [][]byte
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefix)})
 	defer it.Close()
 	for it.Rewind(); it.Valid(); it.Next() {
+		rel.read()
 		k := it.Item().Key()
 		i := bytes.LastIndexByte(k, '@')
 		if i < 0 {

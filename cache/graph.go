@@ -219,7 +219,11 @@ func (g *graph) addRef(k dkey, delta int32) int32 {
 
 // indexFiles fills fileStart for the sorted files.
 func (g *graph) indexFiles() {
-	g.fileStart = make([]int32, 1<<16+1)
+	// Every entry is written below: the table is reused, not made anew
+	// at each link.
+	if len(g.fileStart) != 1<<16+1 {
+		g.fileStart = make([]int32, 1<<16+1)
+	}
 	i := 0
 	for p := range 1 << 16 {
 		g.fileStart[p] = int32(i)

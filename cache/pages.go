@@ -40,3 +40,29 @@ func releaseIndexPages(dir string) {
 		_, _, _ = unix.Syscall(unix.SYS_MADVISE, uintptr(start), uintptr(end-start), unix.MADV_DONTNEED)
 	}
 }
+
+// pageReleaser gives back the index pages a long read touched as it goes,
+// every releaseEvery records, rather than once at its end: the process's
+// peak RSS (VmHWM) then holds a slice of the tables, not every page the
+// read went through. The scan of the blob records and an eviction pass's
+// scan of the repository links each read a million keys at 100,000
+// images.
+type pageReleaser struct {
+	dir string
+	n   int
+}
+
+func (s *Store) pageReleaser() *pageReleaser {
+	return &pageReleaser{dir: filepath.Join(s.dir, "index")}
+}
+
+// read counts one record read, releasing the pages every releaseEvery.
+func (r *pageReleaser) read() {
+	r.n++
+	if r.n%releaseEvery == 0 {
+		releaseIndexPages(r.dir)
+	}
+}
+
+// done releases what the read touched since the last release.
+func (r *pageReleaser) done() { releaseIndexPages(r.dir) }

@@ -47,10 +47,12 @@ func (s *Store) reconcile(txn *badger.Txn) {
 	var sum int64
 	var unknown []v1.Hash // files without a record
 	var missing []v1.Hash // records whose file the walk did not see
+	rel := s.pageReleaser()
 	// advance moves past the records before digest d (all, when d is
 	// empty), summing them; it reports whether d itself is recorded.
 	advance := func(d string) bool {
 		for ; it.Valid(); it.Next() {
+			rel.read()
 			key := string(it.Item().Key()[2:])
 			if d != "" && key > d {
 				return false
