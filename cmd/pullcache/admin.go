@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pullcache/pullcache/admin"
@@ -67,10 +68,12 @@ func adminOptions(cfg config.Config, store *cache.Store, mirror string, log *slo
 // startAdmin serves the admin API on <data>/admin.sock (mode 0600: only the
 // owner of the data directory may use it) until the returned stop is
 // called, and the registry API too, without logins: the socket's owner is
-// trusted (warm pulls through it). A socket file left by a process that
+// trusted (warm pulls through it). Stop gives the requests in flight
+// shutdown_grace at most (less if ctx ends first), as the main listener
+// has; only its first call does anything. A socket file left by a process that
 // died is replaced; one a live server answers on means the data directory
 // is in use.
-func startAdmin(cfg config.Config, store *cache.Store, mirror string, registry http.Handler, obs *observers, log *slog.Logger) (stop func(), err error) {
+func startAdmin(cfg config.Config, store *cache.Store, mirror string, registry http.Handler, obs *observers, log *slog.Logger) (stop func(context.Context), err error) {
 	path := adminSocket(cfg.Data)
 	if err := removeStaleSocket(path); err != nil {
 		return nil, err
@@ -101,14 +104,17 @@ func startAdmin(cfg config.Config, store *cache.Store, mirror string, registry h
 			log.Error("admin socket stopped", "err", err)
 		}
 	}()
-	return func() {
-		ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-		defer cancel()
-		if err := hs.Shutdown(ctx); err != nil {
-			hs.Close()
-		}
-		<-done
-		os.Remove(path)
+	var once sync.Once
+	return func(ctx context.Context) {
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(ctx, time.Duration(cfg.ShutdownGrace))
+			defer cancel()
+			if err := hs.Shutdown(ctx); err != nil {
+				hs.Close()
+			}
+			<-done
+			os.Remove(path)
+		})
 	}, nil
 }
 

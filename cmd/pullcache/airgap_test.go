@@ -247,7 +247,7 @@ func serveInProcess(t *testing.T, data, upstreamURL string, mod ...func(*config.
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(stop)
+	t.Cleanup(func() { stop(context.Background()) })
 }
 
 func TestCommandsTalkToTheRunningServer(t *testing.T) {

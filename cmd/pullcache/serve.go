@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -28,11 +29,6 @@ import (
 	"github.com/pullcache/pullcache/proxy"
 	"github.com/pullcache/pullcache/upstream"
 )
-
-// shutdownGrace bounds how long the admin socket's and warm's in-flight
-// responses may take after a signal before the server closes them; the
-// main listener has its own, configured, shutdown_grace.
-const shutdownGrace = 30 * time.Second
 
 func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	cfg, err := loadConfig("serve", args, stderr)
@@ -82,10 +78,14 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	mirror := mirrorURL(ln.Addr(), tlsConf != nil)
 	// Without the socket (a data path too long for one, say) the mirror
 	// still serves; import, export and warm then say the directory is in use.
+	var alsoDrain []func(context.Context)
 	if stopAdmin, err := startAdmin(cfg, store, mirror, srv, obs, log); err != nil {
 		log.Warn("admin socket unavailable", "err", err)
 	} else {
-		defer stopAdmin()
+		// The socket drains alongside the listener within the same grace;
+		// deferred too for a return before serving (then a no-op).
+		alsoDrain = append(alsoDrain, stopAdmin)
+		defer stopAdmin(context.Background())
 	}
 	var tokens http.Handler
 	if logins != nil {
@@ -117,7 +117,7 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	hs := newHTTPServer(ready.Track(served, isProbe), log)
 	hs.TLSConfig = tlsConf
-	return serveUntilSignal(ctx, ln, hs, drainer{ready, time.Duration(cfg.ShutdownGrace)}, log)
+	return serveUntilSignal(ctx, ln, hs, drainer{ready, time.Duration(cfg.ShutdownGrace), alsoDrain}, log)
 }
 
 func loadConfig(name string, args []string, stderr io.Writer) (config.Config, error) {
@@ -250,6 +250,9 @@ func newProxyIn(cfg config.Config, store *cache.Store, log *slog.Logger, reg pro
 type drainer struct {
 	ready *health.Readiness
 	grace time.Duration
+	// also stop within the same grace, alongside the listener (the admin
+	// socket), so that a signal never waits past it.
+	also []func(context.Context)
 }
 
 // serveUntilSignal serves hs on ln (over TLS when hs has a TLSConfig)
@@ -280,6 +283,11 @@ func drain(ctx context.Context, hs *http.Server, d drainer, log *slog.Logger) {
 	log.Info("shutting down: draining", "grace", d.grace)
 	ctx, cancel := context.WithTimeout(ctx, d.grace)
 	defer cancel()
+	var others sync.WaitGroup
+	for _, stop := range d.also {
+		others.Go(func() { stop(ctx) })
+	}
+	defer others.Wait()
 	// Each response from now on closes its connection, so clients that
 	// come back open a new one, which a load balancer sends elsewhere.
 	hs.SetKeepAlivesEnabled(false)

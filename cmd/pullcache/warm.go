@@ -160,7 +160,7 @@ func warmInProcess(ctx context.Context, cfg config.Config, opts admin.WarmOption
 	opts.Client = &http.Client{Transport: newSocketTransport(sock)}
 	opts.Committed = store.WaitFill
 	results := admin.Warm(ctx, opts, images)
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(cfg.ShutdownGrace))
 	defer cancel()
 	if err := hs.Shutdown(sctx); err != nil {
 		hs.Close()
