@@ -112,6 +112,10 @@ func TestPinnedOverTheBoundIsLoud(t *testing.T) {
 	first.Close()
 	e := newEnvWith(t, tokenAuth{}, cache.Options{Dir: dir, MaxSize: 8 << 10, Housekeeping: -1})
 	b := e.signedIn()
+	// Pins are shown once the start-up scan has counted the blobs (it
+	// runs after the image graph has loaded, in the background); before
+	// that the pages show use without them, by design.
+	waitScanned(t, e.store)
 	for _, p := range []string{"/ui/", "/ui/maintenance"} {
 		has(t, p, b.get(p), `id="pinned-over-bound"`, "exceed the size bound")
 	}
@@ -214,4 +218,19 @@ func TestImagePageShowsReferrersAndTagHistory(t *testing.T) {
 		t.Errorf("tag history has %d rows, want the two digests", n)
 	}
 	has(t, "never listed", b.get("/ui/image?ref=docker.io/library/moved:v1"), "None known")
+}
+
+// waitScanned waits, up to a minute, for store's start-up scan to end.
+func waitScanned(t *testing.T, store *cache.Store) {
+	t.Helper()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(time.Minute)
+	for !store.Usage().Ready {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatal("the store's start-up scan did not end within a minute")
+		}
+	}
 }
