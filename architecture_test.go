@@ -39,6 +39,7 @@ var allowed = map[string][]string{
 	"cache/blobs/blobstest": {"cache/blobs"},
 	"cache/blobs/local":     {"cache/blobs"},
 	"cache/blobs/s3":        {"cache/blobs"},
+	"cache/blobs/s3/s3test": {},
 	"cluster":               {"upstream"},
 	"health":                {},
 	// The shared bucket's upstream decorators, layered by cmd like

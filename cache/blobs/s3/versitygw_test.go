@@ -3,8 +3,6 @@ package s3
 import (
 	"context"
 	"fmt"
-	"go/build"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,12 +12,14 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/pullcache/pullcache/cache/blobs/s3/s3test"
 )
 
 // The test server's root credentials, and its bucket.
 const (
-	testAccessKey = "pullcache"
-	testSecretKey = "pullcache-test-secret"
+	testAccessKey = s3test.AccessKey
+	testSecretKey = s3test.SecretKey
 	testBucket    = "pullcache-test"
 )
 
@@ -46,16 +46,13 @@ func startVersitygw(t *testing.T) *server {
 // when withTLS.
 func startVersitygwWith(t *testing.T, withTLS bool) *server {
 	t.Helper()
-	bin := versitygwPath()
-	if bin == "" {
-		t.Skip("versitygw is not installed (scripts/install-test-deps.sh installs it): the S3 tier is untested")
-	}
+	bin := s3test.Binary(t, "the S3 tier is untested")
 	dir := t.TempDir()
 	root := filepath.Join(dir, "root")
 	if err := os.Mkdir(root, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
+	addr := s3test.FreeAddr(t)
 	s := &server{endpoint: "http://" + addr, addr: addr, logPath: filepath.Join(dir, "versitygw.log")}
 	s.argv = []string{bin, "--access", testAccessKey, "--secret", testSecretKey, "--port", addr, "--quiet"}
 	if withTLS {
@@ -75,11 +72,7 @@ func startVersitygwWith(t *testing.T, withTLS bool) *server {
 		}
 	})
 	s.run(t)
-	t.Setenv("AWS_ACCESS_KEY_ID", testAccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", testSecretKey)
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "no-aws-config"))
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "no-aws-credentials"))
+	s3test.SetCredentials(t, dir)
 	tier := s.tier(t)
 	if _, err := tier.client.CreateBucket(t.Context(), &s3.CreateBucketInput{Bucket: aws.String(testBucket)}); err != nil {
 		t.Fatalf("create bucket: %v", err)
@@ -100,7 +93,7 @@ func (s *server) run(t *testing.T) {
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitListening(t, s.addr)
+	s3test.WaitListening(t, s.addr)
 }
 
 // stop kills the server, as a crash would, if it runs.
@@ -111,48 +104,6 @@ func (s *server) stop() {
 	s.cmd.Process.Kill()
 	s.cmd.Wait()
 	s.cmd = nil
-}
-
-// versitygwPath finds versitygw on PATH or where go install puts it.
-func versitygwPath() string {
-	if p, err := exec.LookPath("versitygw"); err == nil {
-		return p
-	}
-	p := filepath.Join(build.Default.GOPATH, "bin", "versitygw")
-	if _, err := os.Stat(p); err == nil {
-		return p
-	}
-	return ""
-}
-
-// freeAddr is a loopback address no one listens on (the kernel's choice).
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// waitListening polls addr until it accepts connections, for 30 s at most.
-func waitListening(t *testing.T, addr string) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("versitygw does not listen on %s after 30 s: %v", addr, err)
-		}
-		<-tick.C
-	}
 }
 
 // tier returns a tier under a prefix of its own, so it starts empty, and
