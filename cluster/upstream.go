@@ -15,15 +15,8 @@ import (
 )
 
 // Upstream is what a member needs of a registry client: the proxy's
-// Upstream, restated here so that cluster does not import the proxy.
-type Upstream interface {
-	GetManifest(ctx context.Context, repo, ref string, accept []string) (*upstream.Manifest, error)
-	HeadManifest(ctx context.Context, repo, ref string, accept []string) (upstream.Descriptor, error)
-	GetBlob(ctx context.Context, repo string, h v1.Hash, offset int64) (io.ReadCloser, int64, error)
-	HeadBlob(ctx context.Context, repo string, h v1.Hash) (int64, error)
-	Tags(ctx context.Context, repo string) ([]string, error)
-	Referrers(ctx context.Context, repo string, subject v1.Hash) (*upstream.Referrers, error)
-}
+// Upstream, upstream.Source.
+type Upstream = upstream.Source
 
 // Wrap returns up for registry with blobs and manifests asked of their
 // owner first: a blob of its digest's owner, a manifest by tag of the

@@ -11,7 +11,6 @@ package proxy
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -30,17 +29,10 @@ import (
 	"github.com/pullcache/pullcache/upstream"
 )
 
-// Upstream is what the proxy needs of a registry client.
-type Upstream interface {
-	GetManifest(ctx context.Context, repo, ref string, accept []string) (*upstream.Manifest, error)
-	HeadManifest(ctx context.Context, repo, ref string, accept []string) (upstream.Descriptor, error)
-	GetBlob(ctx context.Context, repo string, h v1.Hash, offset int64) (io.ReadCloser, int64, error)
-	HeadBlob(ctx context.Context, repo string, h v1.Hash) (int64, error)
-	Tags(ctx context.Context, repo string) ([]string, error)
-	// Referrers lists the manifests whose subject is the digest, from the
-	// referrers API or the referrers tag schema (empty when neither).
-	Referrers(ctx context.Context, repo string, subject v1.Hash) (*upstream.Referrers, error)
-}
+// Upstream is what the proxy needs of a registry client (upstream.Source,
+// said there so that the decorators cmd puts in front of a client can
+// name it too).
+type Upstream = upstream.Source
 
 // Options configure a Server.
 type Options struct {

@@ -16,14 +16,11 @@
 package sharedstore
 
 import (
-	"context"
-	"io"
 	"log/slog"
 	"strings"
 	"sync/atomic"
 	"time"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pullcache/pullcache/cache/blobs/s3"
@@ -31,15 +28,8 @@ import (
 )
 
 // Upstream is what the decorators need of a registry client: the proxy's
-// Upstream, restated so that this package does not import the proxy.
-type Upstream interface {
-	GetManifest(ctx context.Context, repo, ref string, accept []string) (*upstream.Manifest, error)
-	HeadManifest(ctx context.Context, repo, ref string, accept []string) (upstream.Descriptor, error)
-	GetBlob(ctx context.Context, repo string, h v1.Hash, offset int64) (io.ReadCloser, int64, error)
-	HeadBlob(ctx context.Context, repo string, h v1.Hash) (int64, error)
-	Tags(ctx context.Context, repo string) ([]string, error)
-	Referrers(ctx context.Context, repo string, subject v1.Hash) (*upstream.Referrers, error)
-}
+// Upstream, upstream.Source.
+type Upstream = upstream.Source
 
 // Store is the shared bucket as this server uses it, for every registry.
 type Store struct {
